@@ -1,0 +1,292 @@
+//! The in-memory directory store: the default, for development and tests.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use crate::directory::model::{
+    AddressThrottle, InvitationRecord, PasscodeRecord, RedemptionSession, UserRecord,
+};
+use crate::directory::store::{DirectoryStore, Expect, Versioned, Write, WriteBatch};
+use crate::error::StoreError;
+use crate::id::Id;
+use crate::secret::Digest;
+
+type IdentityKey = (String, String, String);
+
+#[derive(Debug, Default)]
+struct Inner {
+    users: HashMap<Id, (u64, UserRecord)>,
+    mail_index: HashMap<(String, String), Id>,
+    identity_index: HashMap<IdentityKey, Id>,
+    invitations: HashMap<Id, (u64, InvitationRecord)>,
+    sessions: HashMap<Digest, (u64, RedemptionSession)>,
+    passcodes: HashMap<Id, (u64, PasscodeRecord)>,
+    throttles: HashMap<(String, String), (u64, AddressThrottle)>,
+}
+
+/// A [`DirectoryStore`] in process memory, behind one mutex: every commit
+/// checks all its preconditions and applies all its writes under the lock.
+///
+/// ```
+/// use std::sync::Arc;
+/// use guestpass::directory::{DirectoryStore, MemoryStore};
+/// let store: Arc<dyn DirectoryStore> = Arc::new(MemoryStore::new());
+/// ```
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave a half-applied batch:
+        // commit validates everything before it mutates anything.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn versioned<T: Clone>(entry: Option<&(u64, T)>) -> Option<Versioned<T>> {
+    entry.map(|(version, value)| Versioned {
+        value: value.clone(),
+        version: *version,
+    })
+}
+
+fn check(expect: Expect, current: Option<u64>, record: &'static str, key: String) -> Result<(), StoreError> {
+    let ok = match (expect, current) {
+        (Expect::Absent, None) => true,
+        (Expect::Version(want), Some(have)) => want == have,
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::Conflict { record, key })
+    }
+}
+
+fn identity_keys(r: &UserRecord) -> impl Iterator<Item = IdentityKey> + '_ {
+    r.user.identities.iter().map(move |i| {
+        (
+            r.tenant_id.clone(),
+            i.issuer.clone(),
+            i.issuer_assigned_id.clone(),
+        )
+    })
+}
+
+fn mail_index_key(r: &UserRecord) -> Option<(String, String)> {
+    r.mail_key().map(|k| (r.tenant_id.clone(), k.to_owned()))
+}
+
+impl Inner {
+    fn validate(&self, batch: &WriteBatch) -> Result<(), StoreError> {
+        batch.check_distinct()?;
+        let mut batch_users: HashMap<Id, &UserRecord> = HashMap::new();
+        for w in batch.writes() {
+            let (kind, key) = w.key();
+            let current = match w {
+                Write::User { record, .. } => {
+                    batch_users.insert(record.user.id, record);
+                    self.users.get(&record.user.id).map(|e| e.0)
+                }
+                Write::Invitation { record, .. } => self.invitations.get(&record.invitation.id).map(|e| e.0),
+                Write::Session { record, .. } => self.sessions.get(&record.handle_hash).map(|e| e.0),
+                Write::Passcode { record, .. } => self.passcodes.get(&record.id).map(|e| e.0),
+                Write::Throttle {
+                    tenant_id, record, ..
+                } => self
+                    .throttles
+                    .get(&(tenant_id.clone(), record.address_key.clone()))
+                    .map(|e| e.0),
+            };
+            check(w.expect(), current, kind, key)?;
+        }
+        // Uniqueness of mail and identities across users, taking the batch's
+        // own users at their new values.
+        let mut claimed_mail: HashMap<(String, String), Id> = HashMap::new();
+        let mut claimed_identity: HashMap<IdentityKey, Id> = HashMap::new();
+        for (id, record) in &batch_users {
+            if let Some(k) = mail_index_key(record)
+                && claimed_mail.insert(k.clone(), *id).is_some_and(|o| o != *id)
+            {
+                return Err(StoreError::Duplicate {
+                    constraint: "user mail",
+                    key: k.1,
+                });
+            }
+            let mut own = HashSet::new();
+            for k in identity_keys(record) {
+                if !own.insert(k.clone()) || claimed_identity.insert(k.clone(), *id).is_some_and(|o| o != *id)
+                {
+                    return Err(StoreError::Duplicate {
+                        constraint: "identity",
+                        key: format!("{}/{}", k.1, k.2),
+                    });
+                }
+            }
+        }
+        let held_elsewhere = |owner: &Id, id: &Id, still: bool| owner != id && still;
+        for (k, id) in &claimed_mail {
+            if let Some(owner) = self.mail_index.get(k) {
+                let still = batch_users
+                    .get(owner)
+                    .is_none_or(|r| mail_index_key(r).as_ref() == Some(k));
+                if held_elsewhere(owner, id, still) {
+                    return Err(StoreError::Duplicate {
+                        constraint: "user mail",
+                        key: k.1.clone(),
+                    });
+                }
+            }
+        }
+        for (k, id) in &claimed_identity {
+            if let Some(owner) = self.identity_index.get(k) {
+                let still = batch_users
+                    .get(owner)
+                    .is_none_or(|r| identity_keys(r).any(|x| &x == k));
+                if held_elsewhere(owner, id, still) {
+                    return Err(StoreError::Duplicate {
+                        constraint: "identity",
+                        key: format!("{}/{}", k.1, k.2),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, batch: WriteBatch) {
+        for w in batch.into_writes() {
+            match w {
+                Write::User { record, .. } => {
+                    let id = record.user.id;
+                    let version = match self.users.remove(&id) {
+                        Some((v, old)) => {
+                            if let Some(k) = mail_index_key(&old) {
+                                self.mail_index.remove(&k);
+                            }
+                            for k in identity_keys(&old) {
+                                self.identity_index.remove(&k);
+                            }
+                            v + 1
+                        }
+                        None => 1,
+                    };
+                    if let Some(k) = mail_index_key(&record) {
+                        self.mail_index.insert(k, id);
+                    }
+                    for k in identity_keys(&record) {
+                        self.identity_index.insert(k, id);
+                    }
+                    self.users.insert(id, (version, record));
+                }
+                Write::Invitation { record, .. } => {
+                    bump(&mut self.invitations, record.invitation.id, record);
+                }
+                Write::Session { record, .. } => bump(&mut self.sessions, record.handle_hash, record),
+                Write::Passcode { record, .. } => bump(&mut self.passcodes, record.id, record),
+                Write::Throttle {
+                    tenant_id, record, ..
+                } => {
+                    let key = (tenant_id, record.address_key.clone());
+                    bump(&mut self.throttles, key, record);
+                }
+            }
+        }
+    }
+}
+
+fn bump<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, (u64, V)>, key: K, value: V) {
+    let version = map.get(&key).map_or(1, |e| e.0 + 1);
+    map.insert(key, (version, value));
+}
+
+#[async_trait]
+impl DirectoryStore for MemoryStore {
+    async fn user(&self, tenant_id: &str, id: Id) -> Result<Option<Versioned<UserRecord>>, StoreError> {
+        Ok(versioned(
+            self.lock().users.get(&id).filter(|e| e.1.tenant_id == tenant_id),
+        ))
+    }
+
+    async fn user_by_mail(
+        &self,
+        tenant_id: &str,
+        mail_key: &str,
+    ) -> Result<Option<Versioned<UserRecord>>, StoreError> {
+        let inner = self.lock();
+        let id = inner.mail_index.get(&(tenant_id.to_owned(), mail_key.to_owned()));
+        Ok(versioned(id.and_then(|id| inner.users.get(id))))
+    }
+
+    async fn user_by_identity(
+        &self,
+        tenant_id: &str,
+        issuer: &str,
+        issuer_assigned_id: &str,
+    ) -> Result<Option<Versioned<UserRecord>>, StoreError> {
+        let inner = self.lock();
+        let key = (
+            tenant_id.to_owned(),
+            issuer.to_owned(),
+            issuer_assigned_id.to_owned(),
+        );
+        Ok(versioned(
+            inner.identity_index.get(&key).and_then(|id| inner.users.get(id)),
+        ))
+    }
+
+    async fn users(&self, tenant_id: &str) -> Result<Vec<UserRecord>, StoreError> {
+        let inner = self.lock();
+        let mut out: Vec<UserRecord> = inner
+            .users
+            .values()
+            .filter(|e| e.1.tenant_id == tenant_id)
+            .map(|e| e.1.clone())
+            .collect();
+        out.sort_by(|a, b| (a.user.created_date_time, a.user.id).cmp(&(b.user.created_date_time, b.user.id)));
+        Ok(out)
+    }
+
+    async fn invitation(&self, id: Id) -> Result<Option<Versioned<InvitationRecord>>, StoreError> {
+        Ok(versioned(self.lock().invitations.get(&id)))
+    }
+
+    async fn session(
+        &self,
+        handle_hash: &Digest,
+    ) -> Result<Option<Versioned<RedemptionSession>>, StoreError> {
+        Ok(versioned(self.lock().sessions.get(handle_hash)))
+    }
+
+    async fn passcode(&self, id: Id) -> Result<Option<Versioned<PasscodeRecord>>, StoreError> {
+        Ok(versioned(self.lock().passcodes.get(&id)))
+    }
+
+    async fn throttle(
+        &self,
+        tenant_id: &str,
+        address_key: &str,
+    ) -> Result<Option<Versioned<AddressThrottle>>, StoreError> {
+        Ok(versioned(
+            self.lock()
+                .throttles
+                .get(&(tenant_id.to_owned(), address_key.to_owned())),
+        ))
+    }
+
+    async fn commit(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        inner.validate(&batch)?;
+        inner.apply(batch);
+        Ok(())
+    }
+}

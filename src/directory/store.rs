@@ -1,0 +1,224 @@
+//! The `DirectoryStore` trait: reads, and one atomic conditional batch write.
+//!
+//! Every state change that must happen once (redeeming a ticket, using a
+//! passcode, counting a failure, replacing an invitation) is a
+//! compare-and-set: the core reads records with their versions, decides, and
+//! commits a [`WriteBatch`] whose every write names the version it expects.
+//! The store applies the whole batch or nothing. Two racers that read the
+//! same version cannot both win, in one process or in many, because the
+//! store (a mutex, a SQL transaction with `WHERE version = $n`) decides —
+//! never a read followed by an unconditional write.
+
+use async_trait::async_trait;
+
+use crate::directory::model::{
+    AddressThrottle, InvitationRecord, PasscodeRecord, RedemptionSession, UserRecord,
+};
+use crate::error::StoreError;
+use crate::id::Id;
+use crate::secret::Digest;
+
+/// A record with the version the store holds it at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versioned<T> {
+    /// The record.
+    pub value: T,
+    /// Its version: 1 after insert, one more after every update.
+    pub version: u64,
+}
+
+/// What a write expects to find.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// No record under this key (an insert).
+    Absent,
+    /// The record at exactly this version (an update).
+    Version(u64),
+}
+
+/// One conditional write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Write {
+    /// Insert or update a user. Enforces unique `(tenant, mail key)` and
+    /// unique `(tenant, issuer, issuerAssignedId)` across users.
+    User {
+        /// The new value.
+        record: UserRecord,
+        /// The precondition.
+        expect: Expect,
+    },
+    /// Insert or update an invitation.
+    Invitation {
+        /// The new value.
+        record: InvitationRecord,
+        /// The precondition.
+        expect: Expect,
+    },
+    /// Insert or update a redemption session.
+    Session {
+        /// The new value.
+        record: RedemptionSession,
+        /// The precondition.
+        expect: Expect,
+    },
+    /// Insert or update a passcode.
+    Passcode {
+        /// The new value.
+        record: PasscodeRecord,
+        /// The precondition.
+        expect: Expect,
+    },
+    /// Insert or update an address's passcode counters.
+    Throttle {
+        /// The tenant.
+        tenant_id: String,
+        /// The new value.
+        record: AddressThrottle,
+        /// The precondition.
+        expect: Expect,
+    },
+}
+
+impl Write {
+    /// The record kind and key, for messages and duplicate detection.
+    pub fn key(&self) -> (&'static str, String) {
+        match self {
+            Write::User { record, .. } => ("user", record.user.id.to_string()),
+            Write::Invitation { record, .. } => ("invitation", record.invitation.id.to_string()),
+            Write::Session { record, .. } => ("session", record.handle_hash.to_hex()),
+            Write::Passcode { record, .. } => ("passcode", record.id.to_string()),
+            Write::Throttle {
+                tenant_id, record, ..
+            } => ("throttle", format!("{tenant_id}/{}", record.address_key)),
+        }
+    }
+
+    /// The precondition.
+    pub fn expect(&self) -> Expect {
+        match self {
+            Write::User { expect, .. }
+            | Write::Invitation { expect, .. }
+            | Write::Session { expect, .. }
+            | Write::Passcode { expect, .. }
+            | Write::Throttle { expect, .. } => *expect,
+        }
+    }
+}
+
+/// Writes applied all together or not at all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteBatch {
+    writes: Vec<Write>,
+}
+
+impl WriteBatch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a write.
+    pub fn push(&mut self, write: Write) -> &mut Self {
+        self.writes.push(write);
+        self
+    }
+
+    /// Adds a write (builder style).
+    #[must_use]
+    pub fn with(mut self, write: Write) -> Self {
+        self.writes.push(write);
+        self
+    }
+
+    /// The writes, in order.
+    pub fn writes(&self) -> &[Write] {
+        &self.writes
+    }
+
+    /// Consumes the batch.
+    pub fn into_writes(self) -> Vec<Write> {
+        self.writes
+    }
+
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.writes.is_empty()
+    }
+
+    /// Checks that no record is written twice in the batch (adapters call
+    /// this first; a batch that names a record twice is a bug in the caller).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Backend`] naming the record.
+    pub fn check_distinct(&self) -> Result<(), StoreError> {
+        let mut seen = std::collections::HashSet::new();
+        for w in &self.writes {
+            let key = w.key();
+            if !seen.insert(key.clone()) {
+                return Err(StoreError::Backend {
+                    message: format!("batch writes {} `{}` twice", key.0, key.1),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Directory storage. Implementations must make [`DirectoryStore::commit`]
+/// atomic and conditional, also across processes sharing one database; the
+/// [conformance suite](crate::directory::conformance) checks this.
+///
+/// The trait is object safe: hosts hold an `Arc<dyn DirectoryStore>`.
+#[async_trait]
+pub trait DirectoryStore: Send + Sync + std::fmt::Debug {
+    /// A user by id within a tenant.
+    async fn user(&self, tenant_id: &str, id: Id) -> Result<Option<Versioned<UserRecord>>, StoreError>;
+
+    /// A user by the comparison key of their mail, within a tenant.
+    async fn user_by_mail(
+        &self,
+        tenant_id: &str,
+        mail_key: &str,
+    ) -> Result<Option<Versioned<UserRecord>>, StoreError>;
+
+    /// The user holding identity `(issuer, issuer_assigned_id)` in a tenant.
+    async fn user_by_identity(
+        &self,
+        tenant_id: &str,
+        issuer: &str,
+        issuer_assigned_id: &str,
+    ) -> Result<Option<Versioned<UserRecord>>, StoreError>;
+
+    /// All users of a tenant, ordered by creation time then id.
+    async fn users(&self, tenant_id: &str) -> Result<Vec<UserRecord>, StoreError>;
+
+    /// An invitation by id (any tenant; the caller checks the binding).
+    async fn invitation(&self, id: Id) -> Result<Option<Versioned<InvitationRecord>>, StoreError>;
+
+    /// A redemption session by the hash of its handle.
+    async fn session(&self, handle_hash: &Digest)
+    -> Result<Option<Versioned<RedemptionSession>>, StoreError>;
+
+    /// A passcode by id.
+    async fn passcode(&self, id: Id) -> Result<Option<Versioned<PasscodeRecord>>, StoreError>;
+
+    /// An address's passcode counters within a tenant.
+    async fn throttle(
+        &self,
+        tenant_id: &str,
+        address_key: &str,
+    ) -> Result<Option<Versioned<AddressThrottle>>, StoreError>;
+
+    /// Applies every write of `batch` if every precondition and uniqueness
+    /// rule holds, and none otherwise.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Conflict`] when a precondition fails,
+    /// [`StoreError::Duplicate`] when a uniqueness rule would break,
+    /// [`StoreError::Backend`] when the backend fails. In every error case
+    /// nothing of the batch is visible.
+    async fn commit(&self, batch: WriteBatch) -> Result<(), StoreError>;
+}

@@ -1,0 +1,24 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod audit;
+pub mod clock;
+pub mod config;
+pub mod directory;
+pub mod email;
+pub mod error;
+pub mod id;
+pub mod idp;
+pub mod invitation;
+pub mod keys;
+pub mod mail;
+pub mod policy;
+pub mod random;
+pub mod secret;
+mod service;
+
+pub use error::Error;
+pub use invitation::{ConsentDecision, Finished, InvitationRequest, Inviter, RedemptionStep};
+pub use service::{GuestPass, GuestPassBuilder};

@@ -1,0 +1,92 @@
+//! Mail: messages, the transport trait, the development outbox, and the
+//! localized templates.
+
+mod outbox;
+pub mod templates;
+
+use std::fmt;
+
+use async_trait::async_trait;
+
+use crate::email::EmailAddress;
+use crate::error::MailError;
+
+pub use outbox::Outbox;
+
+/// A recipient.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Mailbox {
+    /// The address, as stored for the user (never a submitted spelling).
+    pub address: EmailAddress,
+    /// The display name, if any.
+    pub name: Option<String>,
+}
+
+/// What a message is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MessageKind {
+    /// An invitation with a redemption link.
+    Invitation,
+    /// A one-time passcode.
+    Passcode,
+}
+
+/// A rendered message, ready for a transport.
+///
+/// Bodies carry secrets (a redemption link, a passcode), so `Debug` shows
+/// the envelope and subject only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Message {
+    /// What it is for.
+    pub kind: MessageKind,
+    /// The recipient.
+    pub to: Mailbox,
+    /// Copy recipients (at most one for invitations).
+    pub cc: Vec<Mailbox>,
+    /// The subject line (single line).
+    pub subject: String,
+    /// The plain-text body.
+    pub text_body: String,
+    /// The HTML body.
+    pub html_body: String,
+    /// The language tag the message was rendered in, such as `en-US`.
+    pub language: &'static str,
+}
+
+impl fmt::Debug for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Message")
+            .field("kind", &self.kind)
+            .field("to", &self.to)
+            .field("cc", &self.cc)
+            .field("subject", &self.subject)
+            .field("language", &self.language)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Message {
+    /// The first URL in the text body that starts with `prefix`.
+    pub fn link_starting_with(&self, prefix: &str) -> Option<&str> {
+        self.text_body.split_whitespace().find(|w| w.starts_with(prefix))
+    }
+
+    /// The first run of exactly `digits` ASCII digits in the text body.
+    pub fn code(&self, digits: usize) -> Option<&str> {
+        self.text_body
+            .split(|c: char| !c.is_ascii_digit())
+            .find(|run| run.len() == digits)
+    }
+}
+
+/// Delivers messages. Implementations must not log bodies.
+#[async_trait]
+pub trait MailTransport: Send + Sync + fmt::Debug {
+    /// Hands `message` to the mail system.
+    ///
+    /// # Errors
+    ///
+    /// [`MailError::Transport`] when it could not.
+    async fn send(&self, message: &Message) -> Result<(), MailError>;
+}

@@ -1,0 +1,915 @@
+//! [`GuestPass`]: the async facade hosts call.
+//!
+//! It drives the pure core and performs its effects with the adapters the
+//! host plugged in: the [`DirectoryStore`], the [`MailTransport`], the
+//! [`AuditSink`], the [`Clock`] and the [`SecureRandom`].
+//!
+//! # Failure and ordering
+//!
+//! Every operation validates its input and decides before it writes, and
+//! writes with one conditional batch, so a refused or failed operation
+//! leaves the store as it was. Two orderings of mail and write are chosen
+//! deliberately:
+//!
+//! - **Invitation mail is sent before the write.** If the transport fails,
+//!   nothing is stored and the call can simply be repeated. If the write
+//!   then loses a race, the mail that went out carries a ticket the store
+//!   never bound, so its link redeems nothing.
+//! - **Passcode mail is sent after the write.** The write reserves the send
+//!   in the address's rate limit, so concurrent requests cannot mail more
+//!   codes than the limit allows. If the transport then fails, the reserved
+//!   send still counts, and the guest asks for a new code.
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use time::Duration;
+
+use crate::audit::{AuditEvent, AuditKind, AuditSink, NoAudit};
+use crate::clock::{Clock, SystemClock};
+use crate::config::{self, Config, DEFAULT_SESSION_LIFETIME, DEFAULT_TICKET_LIFETIME};
+use crate::directory::{
+    DirectoryStore, Expect, ExternalUserState, Invitation, InvitationStatus, RedemptionSession, SessionStep,
+    User, UserRecord, Versioned, Write, WriteBatch,
+};
+use crate::error::{ConfigError, Error, InputError, PasscodeError, RedemptionError};
+use crate::id::Id;
+use crate::idp::PasscodePolicy;
+use crate::idp::email_otp;
+use crate::invitation::redeem::{CONSENT_PERMISSIONS, check_redeemable, check_session, completion};
+use crate::invitation::{
+    ConsentDecision, Finished, InvitationRequest, Inviter, Redeemed, RedemptionStarted, RedemptionStep,
+    RedemptionView, Target, plan, ticket, validate,
+};
+use crate::keys::{KeyRing, SigningKey};
+use crate::mail::templates::{Language, render_passcode};
+use crate::mail::{MailTransport, Mailbox, Message, MessageKind};
+use crate::policy::CollaborationSettings;
+use crate::random::{self, SecureRandom, SystemRandom};
+use crate::secret::{Digest, SecretString};
+
+/// Longest accepted session handle, in bytes.
+const MAX_HANDLE_LEN: usize = 64;
+
+/// The guestpass service for one tenant. Cheap to clone; share it across
+/// request handlers.
+///
+/// ```
+/// # tokio_test();
+/// # fn tokio_test() {
+/// # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// # rt.block_on(async {
+/// use std::sync::Arc;
+/// use guestpass::{GuestPass, InvitationRequest, Inviter};
+/// use guestpass::directory::MemoryStore;
+/// use guestpass::keys::SigningKey;
+/// use guestpass::mail::Outbox;
+///
+/// let outbox = Arc::new(Outbox::new());
+/// let gp = GuestPass::builder()
+///     .tenant("contoso", "Contoso", "contoso.example")
+///     .public_base_url("https://guests.contoso.example/")
+///     .signing_key(SigningKey::new("k1", [42u8; 32])?)
+///     .redirect_url("https://app.contoso.example/")
+///     .store(Arc::new(MemoryStore::new()))
+///     .mail(outbox.clone())
+///     .build()?;
+///
+/// let invitation = gp
+///     .invite(&Inviter::admin(None), InvitationRequest::new("alice@fabrikam.example", "https://app.contoso.example/"))
+///     .await?;
+/// assert!(invitation.invite_redeem_url.unwrap().expose().starts_with("https://guests.contoso.example/redeem?ticket="));
+/// assert_eq!(outbox.messages().len(), 1);
+/// # Ok::<(), guestpass::Error>(())
+/// # }).unwrap();
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct GuestPass {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: Config,
+    store: Arc<dyn DirectoryStore>,
+    mail: Arc<dyn MailTransport>,
+    audit: Arc<dyn AuditSink>,
+    clock: Arc<dyn Clock>,
+    rng: Arc<dyn SecureRandom>,
+}
+
+/// Builds a [`GuestPass`], refusing an incomplete or inconsistent
+/// configuration with an error that names the field.
+#[derive(Debug, Default)]
+#[must_use]
+pub struct GuestPassBuilder {
+    tenant_id: Option<String>,
+    tenant_name: Option<String>,
+    tenant_domain: Option<String>,
+    public_base_url: Option<String>,
+    privacy_statement_url: Option<String>,
+    signing_key: Option<SigningKey>,
+    verification_keys: Vec<SigningKey>,
+    redirect_urls: Vec<String>,
+    default_language: Option<String>,
+    ticket_lifetime: Option<Duration>,
+    session_lifetime: Option<Duration>,
+    passcode: Option<PasscodePolicy>,
+    collaboration: Option<CollaborationSettings>,
+    store: Option<Arc<dyn DirectoryStore>>,
+    mail: Option<Arc<dyn MailTransport>>,
+    audit: Option<Arc<dyn AuditSink>>,
+    clock: Option<Arc<dyn Clock>>,
+    rng: Option<Arc<dyn SecureRandom>>,
+}
+
+impl GuestPassBuilder {
+    /// The tenant: its id (`A-Z a-z 0-9 - _ .`, at most 64), the name shown to
+    /// guests, and the initial domain used in guest user principal names.
+    pub fn tenant(
+        mut self,
+        id: impl Into<String>,
+        name: impl Into<String>,
+        domain: impl Into<String>,
+    ) -> Self {
+        self.tenant_id = Some(id.into());
+        self.tenant_name = Some(name.into());
+        self.tenant_domain = Some(domain.into());
+        self
+    }
+
+    /// The public base URL every link is built from (`https`, or `http` on a
+    /// loopback host). Links never use a request's `Host` header.
+    pub fn public_base_url(mut self, url: impl Into<String>) -> Self {
+        self.public_base_url = Some(url.into());
+        self
+    }
+
+    /// The organisation's privacy statement, shown on the consent page.
+    pub fn privacy_statement_url(mut self, url: impl Into<String>) -> Self {
+        self.privacy_statement_url = Some(url.into());
+        self
+    }
+
+    /// The key that signs tickets (and keys passcode hashes).
+    pub fn signing_key(mut self, key: SigningKey) -> Self {
+        self.signing_key = Some(key);
+        self
+    }
+
+    /// An older key that still verifies, during rotation.
+    pub fn verification_key(mut self, key: SigningKey) -> Self {
+        self.verification_keys.push(key);
+        self
+    }
+
+    /// Registers a redirect URL; invitations may only name registered ones,
+    /// compared exactly.
+    pub fn redirect_url(mut self, url: impl Into<String>) -> Self {
+        self.redirect_urls.push(url.into());
+        self
+    }
+
+    /// The tenant's default mail language (`en-US` when unset).
+    pub fn default_language(mut self, tag: impl Into<String>) -> Self {
+        self.default_language = Some(tag.into());
+        self
+    }
+
+    /// How long a ticket redeems (default 30 days; 1 hour to 90 days).
+    pub fn ticket_lifetime(mut self, d: Duration) -> Self {
+        self.ticket_lifetime = Some(d);
+        self
+    }
+
+    /// How long a redemption session lives (default 1 hour; 5 minutes to 1 day).
+    pub fn session_lifetime(mut self, d: Duration) -> Self {
+        self.session_lifetime = Some(d);
+        self
+    }
+
+    /// The passcode limits (defaults: 8 digits, 10 minutes, 5 tries, 100
+    /// consecutive failures, 30 s between sends, 5 sends an hour).
+    pub fn passcode_policy(mut self, policy: PasscodePolicy) -> Self {
+        self.passcode = Some(policy);
+        self
+    }
+
+    /// Who may invite and which domains (default: admins, guest inviters and
+    /// members; every domain).
+    pub fn collaboration(mut self, settings: CollaborationSettings) -> Self {
+        self.collaboration = Some(settings);
+        self
+    }
+
+    /// The directory store (required).
+    pub fn store(mut self, store: Arc<dyn DirectoryStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// The mail transport (required).
+    pub fn mail(mut self, mail: Arc<dyn MailTransport>) -> Self {
+        self.mail = Some(mail);
+        self
+    }
+
+    /// The audit sink (default: none).
+    pub fn audit(mut self, audit: Arc<dyn AuditSink>) -> Self {
+        self.audit = Some(audit);
+        self
+    }
+
+    /// The clock (default: the system clock).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// The random generator (default: the operating system's CSPRNG).
+    pub fn random(mut self, rng: Arc<dyn SecureRandom>) -> Self {
+        self.rng = Some(rng);
+        self
+    }
+
+    /// Checks the configuration and builds the service.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming the first missing or invalid field.
+    pub fn build(self) -> Result<GuestPass, ConfigError> {
+        let missing = |field| ConfigError::Missing { field };
+        let tenant_id = self.tenant_id.ok_or(missing("tenant_id"))?;
+        config::check_tenant_id(&tenant_id)?;
+        let tenant_name = self.tenant_name.ok_or(missing("tenant_name"))?;
+        config::check_name("tenant_name", &tenant_name)?;
+        let tenant_domain = config::check_domain(&self.tenant_domain.ok_or(missing("tenant_domain"))?)?;
+        let public_base_url =
+            config::check_base_url(&self.public_base_url.ok_or(missing("public_base_url"))?)?;
+        let privacy_statement_url = self
+            .privacy_statement_url
+            .map(|u| config::check_url("privacy_statement_url", &u))
+            .transpose()?;
+        let mut keys = KeyRing::new(self.signing_key.ok_or(missing("signing_key"))?)?;
+        for k in self.verification_keys {
+            keys = keys.with_verification_key(k)?;
+        }
+        if self.redirect_urls.is_empty() {
+            return Err(missing("redirect_urls"));
+        }
+        for (i, u) in self.redirect_urls.iter().enumerate() {
+            config::check_url("redirect_urls", u)?;
+            if self.redirect_urls[..i].contains(u) {
+                return Err(ConfigError::Invalid {
+                    field: "redirect_urls",
+                    reason: format!("`{u}` is listed twice"),
+                });
+            }
+        }
+        let default_language = match self.default_language {
+            None => Language::EnUs,
+            Some(tag) => Language::from_tag(&tag).ok_or_else(|| ConfigError::Invalid {
+                field: "default_language",
+                reason: format!("`{tag}` is not a supported language"),
+            })?,
+        };
+        let ticket_lifetime = self.ticket_lifetime.unwrap_or(DEFAULT_TICKET_LIFETIME);
+        config::check_lifetime(
+            "ticket_lifetime",
+            ticket_lifetime,
+            Duration::hours(1),
+            Duration::days(90),
+        )?;
+        let session_lifetime = self.session_lifetime.unwrap_or(DEFAULT_SESSION_LIFETIME);
+        config::check_lifetime(
+            "session_lifetime",
+            session_lifetime,
+            Duration::minutes(5),
+            Duration::days(1),
+        )?;
+        let passcode = self.passcode.unwrap_or_default();
+        passcode.validate()?;
+        let store = self.store.ok_or(missing("store"))?;
+        let mail = self.mail.ok_or(missing("mail"))?;
+        Ok(GuestPass {
+            inner: Arc::new(Inner {
+                config: Config {
+                    tenant_id,
+                    tenant_name,
+                    tenant_domain,
+                    public_base_url,
+                    privacy_statement_url,
+                    keys,
+                    redirect_urls: self.redirect_urls,
+                    default_language,
+                    ticket_lifetime,
+                    session_lifetime,
+                    passcode,
+                    collaboration: self.collaboration.unwrap_or_default(),
+                },
+                store,
+                mail,
+                audit: self.audit.unwrap_or_else(|| Arc::new(NoAudit)),
+                clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+                rng: self.rng.unwrap_or_else(|| Arc::new(SystemRandom::new())),
+            }),
+        })
+    }
+}
+
+impl GuestPass {
+    /// A builder.
+    pub fn builder() -> GuestPassBuilder {
+        GuestPassBuilder::default()
+    }
+
+    /// The validated configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The directory store.
+    pub fn store(&self) -> &Arc<dyn DirectoryStore> {
+        &self.inner.store
+    }
+
+    fn tenant(&self) -> &str {
+        &self.inner.config.tenant_id
+    }
+
+    async fn audit(&self, user_id: Option<Id>, kind: AuditKind) {
+        let event = AuditEvent {
+            at: self.inner.clock.now(),
+            tenant_id: self.tenant().to_owned(),
+            user_id,
+            kind,
+        };
+        self.inner.audit.record(event).await;
+    }
+
+    /// Invites a guest (Graph's `POST /invitations`), or resets a user's
+    /// redemption when `resetRedemption` is set.
+    ///
+    /// Checks the inviter's role and the invited domain against the
+    /// collaboration settings; creates the pending guest user or reuses the
+    /// one that has the address; replaces any earlier pending invitation of
+    /// that user (its ticket stops working); mails the invitation when
+    /// `sendInvitationMessage` is set. The returned invitation carries
+    /// `inviteRedeemUrl`, built from the public base URL.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Input`] or [`Error::Email`] for a bad request,
+    /// [`Error::Denied`] when policy forbids it, [`Error::NotFound`] when the
+    /// user to reset does not exist, [`Error::Mail`] when the mail could not
+    /// be handed over (nothing is stored then), [`Error::Store`] when the
+    /// store refuses (a concurrent change: repeat the call).
+    pub async fn invite(&self, inviter: &Inviter, request: InvitationRequest) -> Result<Invitation, Error> {
+        let cfg = &self.inner.config;
+        let valid = validate(cfg, &request)?;
+        cfg.collaboration.check_invite(inviter.role, &valid.email)?;
+        let store = &self.inner.store;
+        let target = match valid.reset_user {
+            Some(id) => Target::Reset(
+                store
+                    .user(self.tenant(), id)
+                    .await?
+                    .ok_or(Error::NotFound { what: "user" })?,
+            ),
+            None => match store
+                .user_by_mail(self.tenant(), valid.email.comparison_key())
+                .await?
+            {
+                Some(u) => Target::Existing(u),
+                None => Target::New,
+            },
+        };
+        let reset_throttle = if let Target::Reset(_) = &target {
+            store
+                .throttle(self.tenant(), valid.email.comparison_key())
+                .await?
+        } else {
+            None
+        };
+        let now = self.inner.clock.now();
+        let mut p = plan(cfg, inviter, valid, target, now, self.inner.rng.as_ref())?;
+        // An administrator's reset lifts the passcode lockout of the address.
+        if let Some(t) = reset_throttle.filter(|t| t.value.consecutive_failures > 0) {
+            let mut record = t.value;
+            record.consecutive_failures = 0;
+            p.batch.push(Write::Throttle {
+                tenant_id: self.tenant().to_owned(),
+                record,
+                expect: Expect::Version(t.version),
+            });
+        }
+        if let Some(m) = &p.mail {
+            self.inner.mail.send(m).await?;
+        }
+        store.commit(p.batch).await?;
+        self.audit(Some(p.user_id), p.audit).await;
+        let mut invitation = p.invitation;
+        invitation.invite_redeem_url = p.redeem_url;
+        Ok(invitation)
+    }
+
+    /// Replaces a pending guest's invitation with a new one (same address,
+    /// redirect and message) and mails it; the earlier ticket stops working.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] when there is no such user or no pending
+    /// invitation; otherwise as [`GuestPass::invite`].
+    pub async fn resend(&self, inviter: &Inviter, user_id: Id) -> Result<Invitation, Error> {
+        let (user, inv) = self.pending_invitation(user_id).await?;
+        let info = inv.invitation.invited_user_message_info;
+        let request = InvitationRequest {
+            invited_user_email_address: user.mail.map(|m| m.as_str().to_owned()).unwrap_or_default(),
+            invited_user_display_name: user.display_name,
+            invite_redirect_url: inv.invitation.invite_redirect_url,
+            send_invitation_message: true,
+            invited_user_message_info: Some(info),
+            invited_user_type: Some(inv.invitation.invited_user_type),
+            reset_redemption: false,
+            invited_user: None,
+            invited_user_sponsors: inv.invitation.invited_user_sponsors,
+        };
+        self.invite(inviter, request).await
+    }
+
+    async fn pending_invitation(
+        &self,
+        user_id: Id,
+    ) -> Result<(User, crate::directory::InvitationRecord), Error> {
+        let user = self
+            .inner
+            .store
+            .user(self.tenant(), user_id)
+            .await?
+            .ok_or(Error::NotFound { what: "user" })?;
+        let inv_id = user.value.active_invitation.ok_or(Error::NotFound {
+            what: "pending invitation",
+        })?;
+        let inv = self
+            .inner
+            .store
+            .invitation(inv_id)
+            .await?
+            .ok_or(Error::NotFound {
+                what: "pending invitation",
+            })?;
+        Ok((user.value.user, inv.value))
+    }
+
+    /// Revokes a guest's pending invitation: its ticket stops working at
+    /// once; the user stays, pending, until invited again.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Denied`] when the inviter may not invite,
+    /// [`Error::NotFound`] when there is nothing pending, [`Error::Store`] on a
+    /// concurrent change.
+    pub async fn revoke(&self, inviter: &Inviter, user_id: Id) -> Result<(), Error> {
+        if !self
+            .inner
+            .config
+            .collaboration
+            .allow_invites_from
+            .permits(inviter.role)
+        {
+            return Err(crate::error::Denied::InviterNotAllowed.into());
+        }
+        let store = &self.inner.store;
+        let user = store
+            .user(self.tenant(), user_id)
+            .await?
+            .ok_or(Error::NotFound { what: "user" })?;
+        let inv_id = user.value.active_invitation.ok_or(Error::NotFound {
+            what: "pending invitation",
+        })?;
+        let inv = store.invitation(inv_id).await?.ok_or(Error::NotFound {
+            what: "pending invitation",
+        })?;
+        let mut u = user.value.clone();
+        u.active_invitation = None;
+        let mut i = inv.value.clone();
+        i.invitation.status = InvitationStatus::Error;
+        i.ticket = None;
+        let batch = WriteBatch::new()
+            .with(Write::User {
+                record: u,
+                expect: Expect::Version(user.version),
+            })
+            .with(Write::Invitation {
+                record: i,
+                expect: Expect::Version(inv.version),
+            });
+        store.commit(batch).await?;
+        self.audit(
+            Some(user_id),
+            AuditKind::Revoked {
+                invitation_id: inv_id,
+            },
+        )
+        .await;
+        Ok(())
+    }
+
+    /// A user by id.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] or [`Error::Store`].
+    pub async fn user(&self, id: Id) -> Result<User, Error> {
+        Ok(self
+            .inner
+            .store
+            .user(self.tenant(), id)
+            .await?
+            .ok_or(Error::NotFound { what: "user" })?
+            .value
+            .user)
+    }
+
+    /// Every user of the tenant.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`].
+    pub async fn users(&self) -> Result<Vec<User>, Error> {
+        Ok(self
+            .inner
+            .store
+            .users(self.tenant())
+            .await?
+            .into_iter()
+            .map(|r| r.user)
+            .collect())
+    }
+
+    /// Verifies a ticket and loads what it redeems, checking it still may.
+    async fn redeemable(
+        &self,
+        token: &str,
+    ) -> Result<
+        (
+            ticket::VerifiedTicket,
+            Versioned<crate::directory::InvitationRecord>,
+            Versioned<UserRecord>,
+        ),
+        Error,
+    > {
+        let cfg = &self.inner.config;
+        let now = self.inner.clock.now();
+        let verified = ticket::verify(&cfg.keys, &cfg.tenant_id, token, now)?;
+        let inv = self.inner.store.invitation(verified.invitation_id).await?;
+        let user = match &inv {
+            Some(i) if i.value.tenant_id == cfg.tenant_id => {
+                self.inner
+                    .store
+                    .user(self.tenant(), i.value.invitation.invited_user.id)
+                    .await?
+            }
+            _ => None,
+        };
+        check_redeemable(
+            cfg,
+            verified.invitation_id,
+            &verified.verifier_hash,
+            inv.as_ref(),
+            user.as_ref(),
+            now,
+        )?;
+        match (inv, user) {
+            (Some(i), Some(u)) => Ok((verified, i, u)),
+            _ => Err(crate::error::TicketError::NoLongerValid.into()),
+        }
+    }
+
+    /// What the page behind a redemption link shows (GET). Redeems nothing,
+    /// writes nothing, sends nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Ticket`] when the ticket is bad, expired or no longer valid.
+    pub async fn view_redemption(&self, ticket: &str) -> Result<RedemptionView, Error> {
+        let (_, inv, user) = self.redeemable(ticket).await?;
+        let cfg = &self.inner.config;
+        Ok(RedemptionView {
+            organization: cfg.tenant_name.clone(),
+            invited_email: user.value.user.mail.as_ref().map_or_else(
+                || inv.value.invitation.invited_user_email_address.to_string(),
+                |m| m.to_string(),
+            ),
+            display_name: user.value.user.display_name.clone(),
+            privacy_statement_url: cfg.privacy_statement_url.as_ref().map(|u| u.to_string()),
+        })
+    }
+
+    /// Starts redeeming (POST on the link): opens a server-held session and
+    /// mails a one-time passcode to the invited address.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Ticket`] when the ticket is bad, [`Error::Passcode`] when the
+    /// address is locked or rate limited, [`Error::Mail`] when the passcode
+    /// could not be handed over (ask again with
+    /// [`GuestPass::resend_passcode`]), [`Error::Store`] on a concurrent change.
+    pub async fn start_redemption(&self, ticket: &str) -> Result<RedemptionStarted, Error> {
+        let (verified, inv, user) = self.redeemable(ticket).await?;
+        let cfg = &self.inner.config;
+        let now = self.inner.clock.now();
+        let handle_bytes = random::bytes::<32>(self.inner.rng.as_ref())?;
+        let handle = SecretString::new(URL_SAFE_NO_PAD.encode(handle_bytes));
+        let session = RedemptionSession {
+            handle_hash: Digest::sha256(handle.expose().as_bytes()),
+            tenant_id: cfg.tenant_id.clone(),
+            invitation_id: inv.value.invitation.id,
+            user_id: user.value.user.id,
+            verifier_hash: verified.verifier_hash,
+            step: SessionStep::AwaitingPasscode,
+            passcode_id: None,
+            created_at: now,
+            expires_at: now + cfg.session_lifetime,
+        };
+        let sent_to = self.send_passcode(&user.value, session, Expect::Absent).await?;
+        Ok(RedemptionStarted {
+            handle,
+            step: RedemptionStep::EnterPasscode { sent_to },
+        })
+    }
+
+    /// Writes a new passcode for `session` (reserving the send in the rate
+    /// limit), then mails it. Returns the address it went to.
+    async fn send_passcode(
+        &self,
+        user: &UserRecord,
+        mut session: RedemptionSession,
+        expect: Expect,
+    ) -> Result<String, Error> {
+        let cfg = &self.inner.config;
+        let now = self.inner.clock.now();
+        let address = user
+            .user
+            .mail
+            .clone()
+            .ok_or(crate::error::TicketError::NoLongerValid)?;
+        let key = address.comparison_key();
+        let throttle = self.inner.store.throttle(self.tenant(), key).await?;
+        let next_throttle =
+            email_otp::plan_send(&cfg.passcode, throttle.as_ref().map(|t| &t.value), key, now)?;
+        let (code, record) = email_otp::generate(
+            &cfg.passcode,
+            &cfg.keys,
+            self.inner.rng.as_ref(),
+            session.handle_hash,
+            key,
+            now,
+        )?;
+        let rendered = render_passcode(
+            cfg.default_language,
+            &cfg.tenant_name,
+            code.expose(),
+            cfg.passcode.lifetime.whole_minutes(),
+        )?;
+        session.passcode_id = Some(record.id);
+        let batch = WriteBatch::new()
+            .with(Write::Session {
+                record: session,
+                expect,
+            })
+            .with(Write::Passcode {
+                record,
+                expect: Expect::Absent,
+            })
+            .with(Write::Throttle {
+                tenant_id: self.tenant().to_owned(),
+                record: next_throttle,
+                expect: throttle.map_or(Expect::Absent, |t| Expect::Version(t.version)),
+            });
+        self.inner.store.commit(batch).await?;
+        let message = Message {
+            kind: MessageKind::Passcode,
+            to: Mailbox {
+                address: address.clone(),
+                name: user.user.display_name.clone(),
+            },
+            cc: Vec::new(),
+            subject: rendered.subject,
+            text_body: rendered.text,
+            html_body: rendered.html,
+            language: cfg.default_language.tag(),
+        };
+        self.inner.mail.send(&message).await?;
+        self.audit(Some(user.user.id), AuditKind::PasscodeSent).await;
+        Ok(address.to_string())
+    }
+
+    async fn session(&self, handle: &str) -> Result<Versioned<RedemptionSession>, Error> {
+        if handle.is_empty() || handle.len() > MAX_HANDLE_LEN {
+            return Err(RedemptionError::UnknownSession.into());
+        }
+        let hash = Digest::sha256(handle.as_bytes());
+        match self.inner.store.session(&hash).await? {
+            Some(s) if s.value.tenant_id == self.inner.config.tenant_id => Ok(s),
+            _ => Err(RedemptionError::UnknownSession.into()),
+        }
+    }
+
+    /// Mails a new passcode for a session waiting for one; the earlier code
+    /// stops working. Rate limited per address.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Redemption`] for an unknown, expired or advanced session,
+    /// [`Error::Passcode`] when rate limited or locked, as
+    /// [`GuestPass::start_redemption`] otherwise.
+    pub async fn resend_passcode(&self, handle: &str) -> Result<RedemptionStep, Error> {
+        let session = self.session(handle).await?;
+        check_session(
+            &session.value,
+            SessionStep::AwaitingPasscode,
+            self.inner.clock.now(),
+        )?;
+        let user = self.session_user(&session.value).await?;
+        let sent_to = self
+            .send_passcode(&user.value, session.value, Expect::Version(session.version))
+            .await?;
+        Ok(RedemptionStep::EnterPasscode { sent_to })
+    }
+
+    async fn session_user(&self, s: &RedemptionSession) -> Result<Versioned<UserRecord>, Error> {
+        self.inner
+            .store
+            .user(self.tenant(), s.user_id)
+            .await?
+            .ok_or_else(|| crate::error::TicketError::NoLongerValid.into())
+    }
+
+    /// Checks the passcode the guest typed. On success the session moves to
+    /// consent. Every wrong try is counted, per code and per address, with a
+    /// conditional write: concurrent guesses cannot share an attempt.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Passcode`] naming why the code was refused,
+    /// [`Error::Redemption`] for an unknown, expired or advanced session,
+    /// [`Error::Store`] on a concurrent attempt (try again).
+    pub async fn submit_passcode(&self, handle: &str, code: &str) -> Result<RedemptionStep, Error> {
+        let cfg = &self.inner.config;
+        let now = self.inner.clock.now();
+        let session = self.session(handle).await?;
+        check_session(&session.value, SessionStep::AwaitingPasscode, now)?;
+        let pid = session.value.passcode_id.ok_or(PasscodeError::NotIssued)?;
+        let passcode = self
+            .inner
+            .store
+            .passcode(pid)
+            .await?
+            .ok_or(PasscodeError::NotIssued)?;
+        let throttle = self
+            .inner
+            .store
+            .throttle(self.tenant(), &passcode.value.address_key)
+            .await?;
+        let outcome = email_otp::check(
+            &cfg.passcode,
+            &cfg.keys,
+            &passcode.value,
+            throttle.as_ref().map(|t| &t.value),
+            code,
+            &session.value.handle_hash,
+            now,
+        );
+        let mut batch = WriteBatch::new();
+        if let Some(record) = outcome.passcode {
+            batch.push(Write::Passcode {
+                record,
+                expect: Expect::Version(passcode.version),
+            });
+        }
+        let failures = outcome.throttle.as_ref().map(|t| t.consecutive_failures);
+        if let Some(record) = outcome.throttle {
+            batch.push(Write::Throttle {
+                tenant_id: self.tenant().to_owned(),
+                record,
+                expect: throttle
+                    .as_ref()
+                    .map_or(Expect::Absent, |t| Expect::Version(t.version)),
+            });
+        }
+        if outcome.verdict.is_ok() {
+            let mut s = session.value.clone();
+            s.step = SessionStep::AwaitingConsent;
+            batch.push(Write::Session {
+                record: s,
+                expect: Expect::Version(session.version),
+            });
+        }
+        if !batch.is_empty() {
+            self.inner.store.commit(batch).await?;
+        }
+        let user_id = Some(session.value.user_id);
+        match outcome.verdict {
+            Ok(()) => Ok(RedemptionStep::Consent {
+                organization: cfg.tenant_name.clone(),
+                privacy_statement_url: cfg.privacy_statement_url.as_ref().map(|u| u.to_string()),
+                permissions: CONSENT_PERMISSIONS.to_vec(),
+            }),
+            Err(e) => {
+                if let Some(consecutive_failures) = failures.filter(|f| *f > 0) {
+                    self.audit(user_id, AuditKind::PasscodeFailed { consecutive_failures })
+                        .await;
+                }
+                if e == PasscodeError::AddressLocked
+                    && failures == Some(cfg.passcode.max_consecutive_failures)
+                {
+                    self.audit(user_id, AuditKind::AddressLocked).await;
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Ends a redemption with the guest's consent decision.
+    ///
+    /// `Accept` completes it exactly once: the user becomes `Accepted` with
+    /// the email identity it proved, the invitation `Completed`, the session
+    /// closed — one conditional write, so of any number of concurrent
+    /// finishes in any number of processes, one succeeds. `Decline` closes
+    /// the session and leaves the invitation pending.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Redemption`] for an unknown, expired or not-yet-consenting
+    /// session, [`Error::Ticket`] when the invitation was revoked, replaced
+    /// or redeemed meanwhile, [`Error::Input`] when the redirect URL is no
+    /// longer registered, [`Error::Store`] when another finish won.
+    pub async fn finish_redemption(
+        &self,
+        handle: &str,
+        decision: ConsentDecision,
+    ) -> Result<Finished, Error> {
+        let cfg = &self.inner.config;
+        let now = self.inner.clock.now();
+        let session = self.session(handle).await?;
+        check_session(&session.value, SessionStep::AwaitingConsent, now)?;
+        let inv = self.inner.store.invitation(session.value.invitation_id).await?;
+        let user = self
+            .inner
+            .store
+            .user(self.tenant(), session.value.user_id)
+            .await?;
+        check_redeemable(
+            cfg,
+            session.value.invitation_id,
+            &session.value.verifier_hash,
+            inv.as_ref(),
+            user.as_ref(),
+            now,
+        )?;
+        let (Some(inv), Some(user)) = (inv, user) else {
+            return Err(crate::error::TicketError::NoLongerValid.into());
+        };
+        let invitation_id = inv.value.invitation.id;
+        if decision == ConsentDecision::Decline {
+            let mut s = session.value.clone();
+            s.step = SessionStep::Declined;
+            self.inner
+                .store
+                .commit(WriteBatch::new().with(Write::Session {
+                    record: s,
+                    expect: Expect::Version(session.version),
+                }))
+                .await?;
+            self.audit(
+                Some(user.value.user.id),
+                AuditKind::ConsentDeclined { invitation_id },
+            )
+            .await;
+            return Ok(Finished::Declined);
+        }
+        let redirect = &inv.value.invitation.invite_redirect_url;
+        if !cfg.redirect_urls.iter().any(|r| r == redirect) {
+            return Err(InputError::RedirectNotRegistered {
+                url: redirect.clone(),
+            }
+            .into());
+        }
+        let redirect_url = url::Url::parse(redirect).map_err(|e| InputError::Invalid {
+            field: "inviteRedirectUrl",
+            reason: e.to_string(),
+        })?;
+        let (batch, accepted) = completion(&session, &inv, &user, now);
+        self.inner.store.commit(batch).await?;
+        debug_assert_eq!(accepted.external_user_state, Some(ExternalUserState::Accepted));
+        self.audit(Some(accepted.id), AuditKind::Redeemed { invitation_id })
+            .await;
+        Ok(Finished::Redeemed(Box::new(Redeemed {
+            user: accepted,
+            redirect_url,
+        })))
+    }
+}

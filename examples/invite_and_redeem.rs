@@ -43,8 +43,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let invitation = guestpass.invite(&Inviter::admin(None), request).await?;
     println!("   invitation {} is {:?}", invitation.id, invitation.status);
 
-    let mail = outbox.last_to("alice@fabrikam.example").ok_or("no invitation mail")?;
-    println!("2. Mail to {}: \"{}\" ({})", mail.to.address, mail.subject, mail.language);
+    let mail = outbox
+        .last_to("alice@fabrikam.example")
+        .ok_or("no invitation mail")?;
+    println!(
+        "2. Mail to {}: \"{}\" ({})",
+        mail.to.address, mail.subject, mail.language
+    );
     let link = mail
         .link_starting_with(BASE_URL)
         .ok_or("no redemption link in the mail")?;
@@ -57,28 +62,39 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     println!("3. Alice opens the link (GET: shows, redeems nothing)");
     let view = guestpass.view_redemption(&ticket).await?;
-    println!(
-        "   \"{} invited {}\"",
-        view.organization, view.invited_email
-    );
+    println!("   \"{} invited {}\"", view.organization, view.invited_email);
 
     println!("4. Alice continues (POST): a passcode is mailed to her");
     let started = guestpass.start_redemption(&ticket).await?;
     if let RedemptionStep::EnterPasscode { sent_to } = &started.step {
         println!("   passcode sent to {sent_to}");
     }
-    let code_mail = outbox.last_to("alice@fabrikam.example").ok_or("no passcode mail")?;
+    let code_mail = outbox
+        .last_to("alice@fabrikam.example")
+        .ok_or("no passcode mail")?;
     let digits = usize::from(guestpass.config().passcode_policy().digits);
     let code = code_mail.code(digits).ok_or("no passcode in the mail")?;
 
     println!("5. Alice types a wrong code, then the right one");
-    let wrong = if code == "00000000" { "11111111" } else { "00000000" };
+    let wrong = if code == "00000000" {
+        "11111111"
+    } else {
+        "00000000"
+    };
     if let Err(e) = guestpass.submit_passcode(started.handle.expose(), wrong).await {
         println!("   wrong code: {e} (HTTP {})", e.status().as_u16());
     }
     let step = guestpass.submit_passcode(started.handle.expose(), code).await?;
-    if let RedemptionStep::Consent { organization, permissions, .. } = &step {
-        println!("   address proven; {organization} asks for consent to read: {}", permissions.join(", "));
+    if let RedemptionStep::Consent {
+        organization,
+        permissions,
+        ..
+    } = &step
+    {
+        println!(
+            "   address proven; {organization} asks for consent to read: {}",
+            permissions.join(", ")
+        );
     }
 
     println!("6. Alice accepts");

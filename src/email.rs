@@ -11,7 +11,10 @@
 //!
 //! The local part is compared case-insensitively as well as the domain: a
 //! directory keyed on the local part's case would let `Alice@` and `alice@`
-//! become two guests for one mailbox, which is what Entra avoids too.
+//! become two guests for one mailbox, which is what Entra avoids too. The
+//! local part must be ASCII (domains may be internationalised): Unicode case
+//! mapping folds distinct characters together (the Kelvin sign `K` lowercases
+//! to `k`), which would let one address claim another's comparison key.
 //!
 //! Parsing follows the characters Graph refuses in `invitedUserEmailAddress`:
 //! `~ ! # $ % ^ & * ( ) + = [ ] { } \ / | ; : " < > ? ,` are rejected
@@ -124,7 +127,7 @@ impl EmailAddress {
         };
         check_local(local)?;
         let domain = to_a_label(domain_in)?;
-        let key = format!("{}@{}", local.to_lowercase(), domain);
+        let key = format!("{}@{}", local.to_ascii_lowercase(), domain);
         if key.len() > MAX_ADDRESS_LEN {
             return Err(EmailError::TooLong { max: MAX_ADDRESS_LEN });
         }
@@ -165,7 +168,7 @@ fn check_local(local: &str) -> Result<(), EmailError> {
         return Err(EmailError::LocalPartTooLong);
     }
     for c in local.chars() {
-        let allowed = c.is_alphanumeric() || matches!(c, '.' | '-' | '_' | '\'');
+        let allowed = c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '\'');
         if !allowed {
             return Err(EmailError::ForbiddenCharacter {
                 character: c.escape_default().to_string(),
@@ -289,10 +292,28 @@ mod tests {
             "  bob.o'neil@contoso.co.uk ",
             "_x_@a.io",
             "first-last@sub.example.org",
-            "jürgen@bücher.example",
-            "用户@例子.广告",
+            "juergen@bücher.example",
+            "info@例子.广告",
         ] {
             assert!(EmailAddress::parse(ok).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn non_ascii_local_parts_cannot_claim_ascii_keys() {
+        // U+212A KELVIN SIGN lowercases to ASCII `k`; U+0130 to `i̇`.
+        for input in [
+            "\u{212A}evin@example.com",
+            "\u{0130}nfo@example.com",
+            "jürgen@example.com",
+        ] {
+            assert!(
+                matches!(
+                    EmailAddress::parse(input),
+                    Err(EmailError::ForbiddenCharacter { .. })
+                ),
+                "{input}"
+            );
         }
     }
 

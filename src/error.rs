@@ -266,6 +266,9 @@ pub enum Denied {
         /// The domain, as an A-label.
         domain: String,
     },
+    /// Only administrators may reset a user's redemption.
+    #[error("only administrators may reset redemption")]
+    ResetNotAllowed,
     /// The account is disabled.
     #[error("the account is disabled")]
     AccountDisabled,

@@ -95,12 +95,15 @@ pub(crate) fn below(rng: &dyn SecureRandom, bound: u32) -> Result<u32, Error> {
     let bound = bound.max(1);
     // Largest multiple of `bound` that fits in u32; values at or above it are redrawn.
     let zone = u32::MAX - (u32::MAX % bound);
-    loop {
+    // A working generator needs a redraw with probability below 1/2 per
+    // draw; 64 misses in a row means it is broken, not unlucky.
+    for _ in 0..64 {
         let v = u32::from_be_bytes(bytes::<4>(rng)?);
         if v < zone {
             return Ok(v % bound);
         }
     }
+    Err(Error::Internal(Internal::RandomUnavailable))
 }
 
 #[cfg(test)]

@@ -24,16 +24,18 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use time::Duration;
+use time::{Duration, OffsetDateTime};
 
 use crate::audit::{AuditEvent, AuditKind, AuditSink, NoAudit};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{self, Config, DEFAULT_SESSION_LIFETIME, DEFAULT_TICKET_LIFETIME};
 use crate::directory::{
-    DirectoryStore, Expect, ExternalUserState, Invitation, InvitationStatus, RedemptionSession, SessionStep,
+    DirectoryStore, Expect, Invitation, InvitationRecord, InvitationStatus, RedemptionSession, SessionStep,
     User, UserRecord, Versioned, Write, WriteBatch,
 };
-use crate::error::{ConfigError, Error, InputError, PasscodeError, RedemptionError};
+use crate::error::{
+    ConfigError, Denied, Error, InputError, PasscodeError, RedemptionError, StoreError, TicketError,
+};
 use crate::id::Id;
 use crate::idp::PasscodePolicy;
 use crate::idp::email_otp;
@@ -45,7 +47,7 @@ use crate::invitation::{
 use crate::keys::{KeyRing, SigningKey};
 use crate::mail::templates::{Language, render_passcode};
 use crate::mail::{MailTransport, Mailbox, Message, MessageKind};
-use crate::policy::CollaborationSettings;
+use crate::policy::{CollaborationSettings, InviterRole};
 use crate::random::{self, SecureRandom, SystemRandom};
 use crate::secret::{Digest, SecretString};
 
@@ -85,12 +87,22 @@ const MAX_HANDLE_LEN: usize = 64;
 /// # }).unwrap();
 /// # }
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct GuestPass {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
+/// Shows the tenant and the adapters' kinds, never directory contents.
+impl std::fmt::Debug for GuestPass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuestPass")
+            .field("tenant_id", &self.inner.config.tenant_id)
+            .field("public_base_url", &self.inner.config.public_base_url.as_str())
+            .field("keys", &self.inner.config.keys)
+            .finish_non_exhaustive()
+    }
+}
+
 struct Inner {
     config: Config,
     store: Arc<dyn DirectoryStore>,
@@ -339,9 +351,13 @@ impl GuestPass {
         &self.inner.config.tenant_id
     }
 
+    fn now(&self) -> OffsetDateTime {
+        self.inner.clock.now()
+    }
+
     async fn audit(&self, user_id: Option<Id>, kind: AuditKind) {
         let event = AuditEvent {
-            at: self.inner.clock.now(),
+            at: self.now(),
             tenant_id: self.tenant().to_owned(),
             user_id,
             kind,
@@ -355,9 +371,14 @@ impl GuestPass {
     /// Checks the inviter's role and the invited domain against the
     /// collaboration settings; creates the pending guest user or reuses the
     /// one that has the address; replaces any earlier pending invitation of
-    /// that user (its ticket stops working); mails the invitation when
-    /// `sendInvitationMessage` is set. The returned invitation carries
-    /// `inviteRedeemUrl`, built from the public base URL.
+    /// that user (its ticket stops working, its status becomes `Error`);
+    /// mails the invitation when `sendInvitationMessage` is set, and a copy
+    /// without the link to a `ccRecipients` address. The returned invitation
+    /// carries `inviteRedeemUrl`, built from the public base URL.
+    ///
+    /// Resetting redemption is for administrators only: it re-invites an
+    /// existing user under its id, drops the identities it signed in with,
+    /// and lifts a passcode lockout of the address.
     ///
     /// # Errors
     ///
@@ -365,36 +386,60 @@ impl GuestPass {
     /// [`Error::Denied`] when policy forbids it, [`Error::NotFound`] when the
     /// user to reset does not exist, [`Error::Mail`] when the mail could not
     /// be handed over (nothing is stored then), [`Error::Store`] when the
-    /// store refuses (a concurrent change: repeat the call).
+    /// store refuses (another user has the address, or a concurrent change:
+    /// repeat the call).
     pub async fn invite(&self, inviter: &Inviter, request: InvitationRequest) -> Result<Invitation, Error> {
         let cfg = &self.inner.config;
         let valid = validate(cfg, &request)?;
         cfg.collaboration.check_invite(inviter.role, &valid.email)?;
+        if valid.reset_user.is_some() && inviter.role != InviterRole::Admin {
+            return Err(Denied::ResetNotAllowed.into());
+        }
         let store = &self.inner.store;
+        let key = valid.email.comparison_key();
+        let holder = store.user_by_mail(self.tenant(), key).await?;
         let target = match valid.reset_user {
-            Some(id) => Target::Reset(
-                store
-                    .user(self.tenant(), id)
-                    .await?
-                    .ok_or(Error::NotFound { what: "user" })?,
-            ),
-            None => match store
-                .user_by_mail(self.tenant(), valid.email.comparison_key())
-                .await?
-            {
+            Some(id) => {
+                // Refuse before any mail goes out when another user has the address.
+                if let Some(h) = holder.as_ref().filter(|h| h.value.user.id != id) {
+                    return Err(StoreError::Duplicate {
+                        constraint: "user mail",
+                        key: h.value.mail_key().unwrap_or_default().to_owned(),
+                    }
+                    .into());
+                }
+                Target::Reset(
+                    store
+                        .user(self.tenant(), id)
+                        .await?
+                        .ok_or(Error::NotFound { what: "user" })?,
+                )
+            }
+            None => match holder {
                 Some(u) => Target::Existing(u),
                 None => Target::New,
             },
         };
-        let reset_throttle = if let Target::Reset(_) = &target {
-            store
-                .throttle(self.tenant(), valid.email.comparison_key())
-                .await?
-        } else {
-            None
+        let superseded = match &target {
+            Target::Existing(u) | Target::Reset(u) => match u.value.active_invitation {
+                Some(old) => store.invitation(old).await?,
+                None => None,
+            },
+            Target::New => None,
         };
-        let now = self.inner.clock.now();
-        let mut p = plan(cfg, inviter, valid, target, now, self.inner.rng.as_ref())?;
+        let reset_throttle = match &target {
+            Target::Reset(_) => store.throttle(self.tenant(), key).await?,
+            _ => None,
+        };
+        let mut p = plan(
+            cfg,
+            inviter,
+            valid,
+            target,
+            superseded,
+            self.now(),
+            self.inner.rng.as_ref(),
+        )?;
         // An administrator's reset lifts the passcode lockout of the address.
         if let Some(t) = reset_throttle.filter(|t| t.value.consecutive_failures > 0) {
             let mut record = t.value;
@@ -405,7 +450,7 @@ impl GuestPass {
                 expect: Expect::Version(t.version),
             });
         }
-        if let Some(m) = &p.mail {
+        for m in &p.mails {
             self.inner.mail.send(m).await?;
         }
         store.commit(p.batch).await?;
@@ -424,43 +469,43 @@ impl GuestPass {
     /// invitation; otherwise as [`GuestPass::invite`].
     pub async fn resend(&self, inviter: &Inviter, user_id: Id) -> Result<Invitation, Error> {
         let (user, inv) = self.pending_invitation(user_id).await?;
-        let info = inv.invitation.invited_user_message_info;
         let request = InvitationRequest {
-            invited_user_email_address: user.mail.map(|m| m.as_str().to_owned()).unwrap_or_default(),
-            invited_user_display_name: user.display_name,
-            invite_redirect_url: inv.invitation.invite_redirect_url,
+            invited_user_email_address: user
+                .value
+                .user
+                .mail
+                .map(|m| m.as_str().to_owned())
+                .unwrap_or_default(),
+            invited_user_display_name: user.value.user.display_name,
+            invite_redirect_url: inv.value.invitation.invite_redirect_url,
             send_invitation_message: true,
-            invited_user_message_info: Some(info),
-            invited_user_type: Some(inv.invitation.invited_user_type),
+            invited_user_message_info: Some(inv.value.invitation.invited_user_message_info),
+            invited_user_type: Some(inv.value.invitation.invited_user_type),
             reset_redemption: false,
             invited_user: None,
-            invited_user_sponsors: inv.invitation.invited_user_sponsors,
+            invited_user_sponsors: inv.value.invitation.invited_user_sponsors,
         };
         self.invite(inviter, request).await
     }
 
+    /// The user and its pending invitation.
     async fn pending_invitation(
         &self,
         user_id: Id,
-    ) -> Result<(User, crate::directory::InvitationRecord), Error> {
-        let user = self
-            .inner
-            .store
+    ) -> Result<(Versioned<UserRecord>, Versioned<InvitationRecord>), Error> {
+        let store = &self.inner.store;
+        let user = store
             .user(self.tenant(), user_id)
             .await?
             .ok_or(Error::NotFound { what: "user" })?;
-        let inv_id = user.value.active_invitation.ok_or(Error::NotFound {
+        let inv = match user.value.active_invitation {
+            Some(id) => store.invitation(id).await?,
+            None => None,
+        };
+        let inv = inv.ok_or(Error::NotFound {
             what: "pending invitation",
         })?;
-        let inv = self
-            .inner
-            .store
-            .invitation(inv_id)
-            .await?
-            .ok_or(Error::NotFound {
-                what: "pending invitation",
-            })?;
-        Ok((user.value.user, inv.value))
+        Ok((user, inv))
     }
 
     /// Revokes a guest's pending invitation: its ticket stops working at
@@ -479,19 +524,10 @@ impl GuestPass {
             .allow_invites_from
             .permits(inviter.role)
         {
-            return Err(crate::error::Denied::InviterNotAllowed.into());
+            return Err(Denied::InviterNotAllowed.into());
         }
-        let store = &self.inner.store;
-        let user = store
-            .user(self.tenant(), user_id)
-            .await?
-            .ok_or(Error::NotFound { what: "user" })?;
-        let inv_id = user.value.active_invitation.ok_or(Error::NotFound {
-            what: "pending invitation",
-        })?;
-        let inv = store.invitation(inv_id).await?.ok_or(Error::NotFound {
-            what: "pending invitation",
-        })?;
+        let (user, inv) = self.pending_invitation(user_id).await?;
+        let invitation_id = inv.value.invitation.id;
         let mut u = user.value.clone();
         u.active_invitation = None;
         let mut i = inv.value.clone();
@@ -506,14 +542,9 @@ impl GuestPass {
                 record: i,
                 expect: Expect::Version(inv.version),
             });
-        store.commit(batch).await?;
-        self.audit(
-            Some(user_id),
-            AuditKind::Revoked {
-                invitation_id: inv_id,
-            },
-        )
-        .await;
+        self.inner.store.commit(batch).await?;
+        self.audit(Some(user_id), AuditKind::Revoked { invitation_id })
+            .await;
         Ok(())
     }
 
@@ -549,22 +580,11 @@ impl GuestPass {
             .collect())
     }
 
-    /// Verifies a ticket and loads what it redeems, checking it still may.
-    async fn redeemable(
-        &self,
-        token: &str,
-    ) -> Result<
-        (
-            ticket::VerifiedTicket,
-            Versioned<crate::directory::InvitationRecord>,
-            Versioned<UserRecord>,
-        ),
-        Error,
-    > {
+    /// Loads an invitation and its user and checks that a ticket whose
+    /// verifier hashes to `verifier_hash` may still redeem it now.
+    async fn redeemable(&self, invitation_id: Id, verifier_hash: &Digest) -> Result<Redeemable, Error> {
         let cfg = &self.inner.config;
-        let now = self.inner.clock.now();
-        let verified = ticket::verify(&cfg.keys, &cfg.tenant_id, token, now)?;
-        let inv = self.inner.store.invitation(verified.invitation_id).await?;
+        let inv = self.inner.store.invitation(invitation_id).await?;
         let user = match &inv {
             Some(i) if i.value.tenant_id == cfg.tenant_id => {
                 self.inner
@@ -576,16 +596,38 @@ impl GuestPass {
         };
         check_redeemable(
             cfg,
-            verified.invitation_id,
-            &verified.verifier_hash,
+            invitation_id,
+            verifier_hash,
             inv.as_ref(),
             user.as_ref(),
-            now,
+            self.now(),
         )?;
         match (inv, user) {
-            (Some(i), Some(u)) => Ok((verified, i, u)),
-            _ => Err(crate::error::TicketError::NoLongerValid.into()),
+            (Some(invitation), Some(user)) => Ok(Redeemable { invitation, user }),
+            _ => Err(TicketError::NoLongerValid.into()),
         }
+    }
+
+    /// Verifies a ticket (before any lookup), then loads what it redeems.
+    async fn redeemable_ticket(&self, token: &str) -> Result<(ticket::VerifiedTicket, Redeemable), Error> {
+        let cfg = &self.inner.config;
+        let verified = ticket::verify(&cfg.keys, &cfg.tenant_id, token, self.now())?;
+        let r = self
+            .redeemable(verified.invitation_id, &verified.verifier_hash)
+            .await?;
+        Ok((verified, r))
+    }
+
+    /// The language of mails for this invitation: its `messageLanguage`,
+    /// else the tenant default.
+    fn language(&self, inv: &InvitationRecord) -> Language {
+        Language::resolve(
+            inv.invitation
+                .invited_user_message_info
+                .message_language
+                .as_deref(),
+            self.inner.config.default_language,
+        )
     }
 
     /// What the page behind a redemption link shows (GET). Redeems nothing,
@@ -595,15 +637,21 @@ impl GuestPass {
     ///
     /// [`Error::Ticket`] when the ticket is bad, expired or no longer valid.
     pub async fn view_redemption(&self, ticket: &str) -> Result<RedemptionView, Error> {
-        let (_, inv, user) = self.redeemable(ticket).await?;
+        let (_, r) = self.redeemable_ticket(ticket).await?;
         let cfg = &self.inner.config;
         Ok(RedemptionView {
             organization: cfg.tenant_name.clone(),
-            invited_email: user.value.user.mail.as_ref().map_or_else(
-                || inv.value.invitation.invited_user_email_address.to_string(),
+            invited_email: r.user.value.user.mail.as_ref().map_or_else(
+                || {
+                    r.invitation
+                        .value
+                        .invitation
+                        .invited_user_email_address
+                        .to_string()
+                },
                 |m| m.to_string(),
             ),
-            display_name: user.value.user.display_name.clone(),
+            display_name: r.user.value.user.display_name.clone(),
             privacy_statement_url: cfg.privacy_statement_url.as_ref().map(|u| u.to_string()),
         })
     }
@@ -611,51 +659,49 @@ impl GuestPass {
     /// Starts redeeming (POST on the link): opens a server-held session and
     /// mails a one-time passcode to the invited address.
     ///
+    /// The returned handle identifies the session in the next steps. When the
+    /// mail transport refuses the passcode, the session is still open and the
+    /// step is [`RedemptionStep::PasscodeNotDelivered`].
+    ///
     /// # Errors
     ///
     /// [`Error::Ticket`] when the ticket is bad, [`Error::Passcode`] when the
-    /// address is locked or rate limited, [`Error::Mail`] when the passcode
-    /// could not be handed over (ask again with
-    /// [`GuestPass::resend_passcode`]), [`Error::Store`] on a concurrent change.
+    /// address is locked or rate limited, [`Error::Store`] on a concurrent
+    /// change.
     pub async fn start_redemption(&self, ticket: &str) -> Result<RedemptionStarted, Error> {
-        let (verified, inv, user) = self.redeemable(ticket).await?;
+        let (verified, r) = self.redeemable_ticket(ticket).await?;
         let cfg = &self.inner.config;
-        let now = self.inner.clock.now();
+        let now = self.now();
         let handle_bytes = random::bytes::<32>(self.inner.rng.as_ref())?;
         let handle = SecretString::new(URL_SAFE_NO_PAD.encode(handle_bytes));
         let session = RedemptionSession {
             handle_hash: Digest::sha256(handle.expose().as_bytes()),
             tenant_id: cfg.tenant_id.clone(),
-            invitation_id: inv.value.invitation.id,
-            user_id: user.value.user.id,
+            invitation_id: r.invitation.value.invitation.id,
+            user_id: r.user.value.user.id,
             verifier_hash: verified.verifier_hash,
             step: SessionStep::AwaitingPasscode,
             passcode_id: None,
+            proven_address: None,
             created_at: now,
-            expires_at: now + cfg.session_lifetime,
+            expires_at: now.saturating_add(cfg.session_lifetime),
         };
-        let sent_to = self.send_passcode(&user.value, session, Expect::Absent).await?;
-        Ok(RedemptionStarted {
-            handle,
-            step: RedemptionStep::EnterPasscode { sent_to },
-        })
+        let step = self.send_passcode(&r, session, Expect::Absent).await?;
+        Ok(RedemptionStarted { handle, step })
     }
 
-    /// Writes a new passcode for `session` (reserving the send in the rate
-    /// limit), then mails it. Returns the address it went to.
+    /// Writes a new passcode for `session` (reserving the send in the
+    /// address's rate limit), then mails it.
     async fn send_passcode(
         &self,
-        user: &UserRecord,
+        r: &Redeemable,
         mut session: RedemptionSession,
         expect: Expect,
-    ) -> Result<String, Error> {
+    ) -> Result<RedemptionStep, Error> {
         let cfg = &self.inner.config;
-        let now = self.inner.clock.now();
-        let address = user
-            .user
-            .mail
-            .clone()
-            .ok_or(crate::error::TicketError::NoLongerValid)?;
+        let now = self.now();
+        let user = &r.user.value;
+        let address = user.user.mail.clone().ok_or(TicketError::NoLongerValid)?;
         let key = address.comparison_key();
         let throttle = self.inner.store.throttle(self.tenant(), key).await?;
         let next_throttle =
@@ -668,8 +714,9 @@ impl GuestPass {
             key,
             now,
         )?;
+        let language = self.language(&r.invitation.value);
         let rendered = render_passcode(
-            cfg.default_language,
+            language,
             &cfg.tenant_name,
             code.expose(),
             cfg.passcode.lifetime.whole_minutes(),
@@ -696,15 +743,19 @@ impl GuestPass {
                 address: address.clone(),
                 name: user.user.display_name.clone(),
             },
-            cc: Vec::new(),
             subject: rendered.subject,
             text_body: rendered.text,
             html_body: rendered.html,
-            language: cfg.default_language.tag(),
+            language: language.tag(),
         };
-        self.inner.mail.send(&message).await?;
-        self.audit(Some(user.user.id), AuditKind::PasscodeSent).await;
-        Ok(address.to_string())
+        let sent_to = address.to_string();
+        match self.inner.mail.send(&message).await {
+            Ok(()) => {
+                self.audit(Some(user.user.id), AuditKind::PasscodeSent).await;
+                Ok(RedemptionStep::EnterPasscode { sent_to })
+            }
+            Err(reason) => Ok(RedemptionStep::PasscodeNotDelivered { sent_to, reason }),
+        }
     }
 
     async fn session(&self, handle: &str) -> Result<Versioned<RedemptionSession>, Error> {
@@ -718,34 +769,35 @@ impl GuestPass {
         }
     }
 
+    /// A session at step `expected`, whose invitation may still be redeemed.
+    async fn live_session(
+        &self,
+        handle: &str,
+        expected: SessionStep,
+    ) -> Result<(Versioned<RedemptionSession>, Redeemable), Error> {
+        let session = self.session(handle).await?;
+        check_session(&session.value, expected, self.now())?;
+        let r = self
+            .redeemable(session.value.invitation_id, &session.value.verifier_hash)
+            .await?;
+        if r.user.value.user.id != session.value.user_id {
+            return Err(TicketError::NoLongerValid.into());
+        }
+        Ok((session, r))
+    }
+
     /// Mails a new passcode for a session waiting for one; the earlier code
     /// stops working. Rate limited per address.
     ///
     /// # Errors
     ///
     /// [`Error::Redemption`] for an unknown, expired or advanced session,
-    /// [`Error::Passcode`] when rate limited or locked, as
-    /// [`GuestPass::start_redemption`] otherwise.
+    /// [`Error::Ticket`] when the invitation was revoked, replaced or
+    /// redeemed meanwhile, [`Error::Passcode`] when rate limited or locked.
     pub async fn resend_passcode(&self, handle: &str) -> Result<RedemptionStep, Error> {
-        let session = self.session(handle).await?;
-        check_session(
-            &session.value,
-            SessionStep::AwaitingPasscode,
-            self.inner.clock.now(),
-        )?;
-        let user = self.session_user(&session.value).await?;
-        let sent_to = self
-            .send_passcode(&user.value, session.value, Expect::Version(session.version))
-            .await?;
-        Ok(RedemptionStep::EnterPasscode { sent_to })
-    }
-
-    async fn session_user(&self, s: &RedemptionSession) -> Result<Versioned<UserRecord>, Error> {
-        self.inner
-            .store
-            .user(self.tenant(), s.user_id)
-            .await?
-            .ok_or_else(|| crate::error::TicketError::NoLongerValid.into())
+        let (session, r) = self.live_session(handle, SessionStep::AwaitingPasscode).await?;
+        self.send_passcode(&r, session.value, Expect::Version(session.version))
+            .await
     }
 
     /// Checks the passcode the guest typed. On success the session moves to
@@ -756,12 +808,13 @@ impl GuestPass {
     ///
     /// [`Error::Passcode`] naming why the code was refused,
     /// [`Error::Redemption`] for an unknown, expired or advanced session,
-    /// [`Error::Store`] on a concurrent attempt (try again).
+    /// [`Error::Ticket`] when the invitation was revoked, replaced or
+    /// redeemed meanwhile, [`Error::Store`] on a concurrent attempt (try
+    /// again).
     pub async fn submit_passcode(&self, handle: &str, code: &str) -> Result<RedemptionStep, Error> {
         let cfg = &self.inner.config;
-        let now = self.inner.clock.now();
-        let session = self.session(handle).await?;
-        check_session(&session.value, SessionStep::AwaitingPasscode, now)?;
+        let now = self.now();
+        let (session, _) = self.live_session(handle, SessionStep::AwaitingPasscode).await?;
         let pid = session.value.passcode_id.ok_or(PasscodeError::NotIssued)?;
         let passcode = self
             .inner
@@ -803,6 +856,7 @@ impl GuestPass {
         if outcome.verdict.is_ok() {
             let mut s = session.value.clone();
             s.step = SessionStep::AwaitingConsent;
+            s.proven_address = Some(passcode.value.address_key.clone());
             batch.push(Write::Session {
                 record: s,
                 expect: Expect::Version(session.version),
@@ -853,27 +907,9 @@ impl GuestPass {
         decision: ConsentDecision,
     ) -> Result<Finished, Error> {
         let cfg = &self.inner.config;
-        let now = self.inner.clock.now();
-        let session = self.session(handle).await?;
-        check_session(&session.value, SessionStep::AwaitingConsent, now)?;
-        let inv = self.inner.store.invitation(session.value.invitation_id).await?;
-        let user = self
-            .inner
-            .store
-            .user(self.tenant(), session.value.user_id)
-            .await?;
-        check_redeemable(
-            cfg,
-            session.value.invitation_id,
-            &session.value.verifier_hash,
-            inv.as_ref(),
-            user.as_ref(),
-            now,
-        )?;
-        let (Some(inv), Some(user)) = (inv, user) else {
-            return Err(crate::error::TicketError::NoLongerValid.into());
-        };
-        let invitation_id = inv.value.invitation.id;
+        let (session, r) = self.live_session(handle, SessionStep::AwaitingConsent).await?;
+        let invitation_id = r.invitation.value.invitation.id;
+        let user_id = r.user.value.user.id;
         if decision == ConsentDecision::Decline {
             let mut s = session.value.clone();
             s.step = SessionStep::Declined;
@@ -884,15 +920,12 @@ impl GuestPass {
                     expect: Expect::Version(session.version),
                 }))
                 .await?;
-            self.audit(
-                Some(user.value.user.id),
-                AuditKind::ConsentDeclined { invitation_id },
-            )
-            .await;
+            self.audit(Some(user_id), AuditKind::ConsentDeclined { invitation_id })
+                .await;
             return Ok(Finished::Declined);
         }
-        let redirect = &inv.value.invitation.invite_redirect_url;
-        if !cfg.redirect_urls.iter().any(|r| r == redirect) {
+        let redirect = &r.invitation.value.invitation.invite_redirect_url;
+        if !cfg.redirect_urls.iter().any(|u| u == redirect) {
             return Err(InputError::RedirectNotRegistered {
                 url: redirect.clone(),
             }
@@ -902,14 +935,19 @@ impl GuestPass {
             field: "inviteRedirectUrl",
             reason: e.to_string(),
         })?;
-        let (batch, accepted) = completion(&session, &inv, &user, now);
+        let (batch, accepted) = completion(&session, &r.invitation, &r.user, self.now())?;
         self.inner.store.commit(batch).await?;
-        debug_assert_eq!(accepted.external_user_state, Some(ExternalUserState::Accepted));
-        self.audit(Some(accepted.id), AuditKind::Redeemed { invitation_id })
+        self.audit(Some(user_id), AuditKind::Redeemed { invitation_id })
             .await;
         Ok(Finished::Redeemed(Box::new(Redeemed {
             user: accepted,
             redirect_url,
         })))
     }
+}
+
+/// An invitation and its user, checked redeemable.
+struct Redeemable {
+    invitation: Versioned<InvitationRecord>,
+    user: Versioned<UserRecord>,
 }

@@ -121,6 +121,7 @@ where
     mail_is_unique_per_tenant(make().await).await;
     identities_are_unique_and_indexed(make().await).await;
     tenants_are_isolated(make().await).await;
+    multi_user_batches_keep_indexes(make().await).await;
     racing_updates_have_one_winner(make().await).await;
     racing_inserts_have_one_winner(make().await).await;
     racing_redemptions_have_one_winner(make().await).await;
@@ -138,6 +139,7 @@ pub async fn records_round_trip(store: Arc<dyn DirectoryStore>) {
         verifier_hash: Digest::sha256(b"verifier"),
         step: SessionStep::AwaitingPasscode,
         passcode_id: Some(id(7)),
+        proven_address: None,
         created_at: T0,
         expires_at: T0 + time::Duration::hours(1),
     };
@@ -476,6 +478,122 @@ pub async fn tenants_are_isolated(store: Arc<dyn DirectoryStore>) {
     );
 }
 
+/// One batch may move addresses and identities between users (a swap, a
+/// move and a reclaim in either order); the indexes then answer exactly as
+/// the users' new values say, and a batch giving two users one address is
+/// refused whole.
+pub async fn multi_user_batches_keep_indexes(store: Arc<dyn DirectoryStore>) {
+    let mut a = user("t1", 1, "a");
+    a.user.identities.push(identity("mail", "a@fabrikam.example"));
+    let mut b = user("t1", 2, "b");
+    b.user.identities.push(identity("mail", "b@fabrikam.example"));
+    store.commit(put_user(a.clone(), Expect::Absent)).await.unwrap();
+    store.commit(put_user(b.clone(), Expect::Absent)).await.unwrap();
+
+    // Swap both the addresses and the identities of a and b.
+    let (mut a2, mut b2) = (a.clone(), b.clone());
+    a2.user.mail = b.user.mail.clone();
+    a2.user.identities = b.user.identities.clone();
+    b2.user.mail = a.user.mail.clone();
+    b2.user.identities = a.user.identities.clone();
+    store
+        .commit(
+            WriteBatch::new()
+                .with(Write::User {
+                    record: a2,
+                    expect: Expect::Version(1),
+                })
+                .with(Write::User {
+                    record: b2,
+                    expect: Expect::Version(1),
+                }),
+        )
+        .await
+        .expect("a swap within one batch commits");
+    let owner = |v: Option<super::Versioned<UserRecord>>| v.map(|v| v.value.user.id);
+    assert_eq!(
+        owner(store.user_by_mail("t1", "b@fabrikam.example").await.unwrap()),
+        Some(id(1))
+    );
+    assert_eq!(
+        owner(store.user_by_mail("t1", "a@fabrikam.example").await.unwrap()),
+        Some(id(2))
+    );
+    assert_eq!(
+        owner(
+            store
+                .user_by_identity("t1", "mail", "b@fabrikam.example")
+                .await
+                .unwrap()
+        ),
+        Some(id(1))
+    );
+    assert_eq!(
+        owner(
+            store
+                .user_by_identity("t1", "mail", "a@fabrikam.example")
+                .await
+                .unwrap()
+        ),
+        Some(id(2))
+    );
+
+    // A new user claims an address that a stored user gives up, with the
+    // claim written first.
+    let mut c = user("t1", 3, "c");
+    c.user.mail = Some(EmailAddress::parse("a@fabrikam.example").unwrap());
+    let mut b3 = store.user("t1", id(2)).await.unwrap().unwrap().value;
+    b3.user.mail = Some(EmailAddress::parse("b-new@fabrikam.example").unwrap());
+    store
+        .commit(
+            WriteBatch::new()
+                .with(Write::User {
+                    record: c,
+                    expect: Expect::Absent,
+                })
+                .with(Write::User {
+                    record: b3,
+                    expect: Expect::Version(2),
+                }),
+        )
+        .await
+        .expect("a move and a reclaim in one batch commits");
+    assert_eq!(
+        owner(store.user_by_mail("t1", "a@fabrikam.example").await.unwrap()),
+        Some(id(3))
+    );
+    assert_eq!(
+        owner(store.user_by_mail("t1", "b-new@fabrikam.example").await.unwrap()),
+        Some(id(2))
+    );
+
+    // Two new users with one address in one batch: refused whole.
+    let r = store
+        .commit(
+            WriteBatch::new()
+                .with(Write::User {
+                    record: user("t1", 4, "d"),
+                    expect: Expect::Absent,
+                })
+                .with(Write::User {
+                    record: user("t1", 5, "D"),
+                    expect: Expect::Absent,
+                }),
+        )
+        .await;
+    assert!(matches!(r, Err(StoreError::Duplicate { .. })), "{r:?}");
+    assert!(store.user("t1", id(4)).await.unwrap().is_none());
+
+    // A write never moves a user to another tenant.
+    let mut moved = store.user("t1", id(3)).await.unwrap().unwrap();
+    moved.value.tenant_id = "t2".into();
+    let r = store
+        .commit(put_user(moved.value, Expect::Version(moved.version)))
+        .await;
+    assert!(r.is_err(), "a user moved across tenants: {r:?}");
+    assert!(store.user("t1", id(3)).await.unwrap().is_some());
+}
+
 /// [`RACERS`] tasks update one record from the same version: one wins.
 pub async fn racing_updates_have_one_winner(store: Arc<dyn DirectoryStore>) {
     let u = user("t1", 1, "alice");
@@ -561,6 +679,7 @@ pub async fn racing_redemptions_have_one_winner(store: Arc<dyn DirectoryStore>) 
             verifier_hash: Digest::sha256(b"v"),
             step: SessionStep::Completed,
             passcode_id: None,
+            proven_address: Some("alice@fabrikam.example".into()),
             created_at: T0,
             expires_at: T0,
         };

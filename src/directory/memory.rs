@@ -34,9 +34,20 @@ struct Inner {
 /// use guestpass::directory::{DirectoryStore, MemoryStore};
 /// let store: Arc<dyn DirectoryStore> = Arc::new(MemoryStore::new());
 /// ```
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let inner = self.lock();
+        f.debug_struct("MemoryStore")
+            .field("users", &inner.users.len())
+            .field("invitations", &inner.invitations.len())
+            .field("sessions", &inner.sessions.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl MemoryStore {
@@ -72,6 +83,17 @@ fn check(expect: Expect, current: Option<u64>, record: &'static str, key: String
     }
 }
 
+/// A write may not move a record to another tenant.
+fn same_tenant(current: Option<&str>, new: &str, record: &'static str, key: &str) -> Result<(), StoreError> {
+    match current {
+        Some(t) if t != new => Err(StoreError::Conflict {
+            record,
+            key: key.to_owned(),
+        }),
+        _ => Ok(()),
+    }
+}
+
 fn identity_keys(r: &UserRecord) -> impl Iterator<Item = IdentityKey> + '_ {
     r.user.identities.iter().map(move |i| {
         (
@@ -95,10 +117,35 @@ impl Inner {
             let current = match w {
                 Write::User { record, .. } => {
                     batch_users.insert(record.user.id, record);
-                    self.users.get(&record.user.id).map(|e| e.0)
+                    let current = self.users.get(&record.user.id);
+                    same_tenant(
+                        current.map(|e| e.1.tenant_id.as_str()),
+                        &record.tenant_id,
+                        kind,
+                        &key,
+                    )?;
+                    current.map(|e| e.0)
                 }
-                Write::Invitation { record, .. } => self.invitations.get(&record.invitation.id).map(|e| e.0),
-                Write::Session { record, .. } => self.sessions.get(&record.handle_hash).map(|e| e.0),
+                Write::Invitation { record, .. } => {
+                    let current = self.invitations.get(&record.invitation.id);
+                    same_tenant(
+                        current.map(|e| e.1.tenant_id.as_str()),
+                        &record.tenant_id,
+                        kind,
+                        &key,
+                    )?;
+                    current.map(|e| e.0)
+                }
+                Write::Session { record, .. } => {
+                    let current = self.sessions.get(&record.handle_hash);
+                    same_tenant(
+                        current.map(|e| e.1.tenant_id.as_str()),
+                        &record.tenant_id,
+                        kind,
+                        &key,
+                    )?;
+                    current.map(|e| e.0)
+                }
                 Write::Passcode { record, .. } => self.passcodes.get(&record.id).map(|e| e.0),
                 Write::Throttle {
                     tenant_id, record, ..
@@ -164,22 +211,31 @@ impl Inner {
     }
 
     fn apply(&mut self, batch: WriteBatch) {
+        // Release the old index keys of every user the batch writes before
+        // claiming any new one, so a batch that moves an address or an
+        // identity from one user to another leaves the indexes exact.
+        for w in batch.writes() {
+            if let Write::User { record, .. } = w
+                && let Some((_, old)) = self.users.get(&record.user.id)
+            {
+                let id = record.user.id;
+                if let Some(k) = mail_index_key(old)
+                    && self.mail_index.get(&k) == Some(&id)
+                {
+                    self.mail_index.remove(&k);
+                }
+                for k in identity_keys(old) {
+                    if self.identity_index.get(&k) == Some(&id) {
+                        self.identity_index.remove(&k);
+                    }
+                }
+            }
+        }
         for w in batch.into_writes() {
             match w {
                 Write::User { record, .. } => {
                     let id = record.user.id;
-                    let version = match self.users.remove(&id) {
-                        Some((v, old)) => {
-                            if let Some(k) = mail_index_key(&old) {
-                                self.mail_index.remove(&k);
-                            }
-                            for k in identity_keys(&old) {
-                                self.identity_index.remove(&k);
-                            }
-                            v + 1
-                        }
-                        None => 1,
-                    };
+                    let version = self.users.get(&id).map_or(1, |e| e.0 + 1);
                     if let Some(k) = mail_index_key(&record) {
                         self.mail_index.insert(k, id);
                     }
@@ -252,7 +308,7 @@ impl DirectoryStore for MemoryStore {
             .filter(|e| e.1.tenant_id == tenant_id)
             .map(|e| e.1.clone())
             .collect();
-        out.sort_by(|a, b| (a.user.created_date_time, a.user.id).cmp(&(b.user.created_date_time, b.user.id)));
+        out.sort_by_key(|r| (r.user.created_date_time, r.user.id));
         Ok(out)
     }
 

@@ -311,6 +311,11 @@ pub struct RedemptionSession {
     pub step: SessionStep,
     /// The passcode sent for this session, if any.
     pub passcode_id: Option<Id>,
+    /// The comparison key of the address the guest proved, once proven.
+    /// Completion requires the user's mail to still have this key and
+    /// records it as the identity's subject.
+    #[serde(default)]
+    pub proven_address: Option<String>,
     /// When the session was opened.
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,

@@ -81,14 +81,14 @@ impl PasscodePolicy {
         if !(1..=100).contains(&self.max_consecutive_failures) {
             return bad("passcode.max_consecutive_failures", "must be 1 to 100");
         }
-        if self.min_send_interval < Duration::ZERO {
-            return bad("passcode.min_send_interval", "must not be negative");
+        if self.min_send_interval < Duration::ZERO || self.min_send_interval > Duration::hours(1) {
+            return bad("passcode.min_send_interval", "must be between 0 and 1 hour");
         }
         if self.max_sends_per_window == 0 || self.max_sends_per_window > 1000 {
             return bad("passcode.max_sends_per_window", "must be 1 to 1000");
         }
-        if self.send_window <= Duration::ZERO {
-            return bad("passcode.send_window", "must be positive");
+        if self.send_window <= Duration::ZERO || self.send_window > Duration::days(1) {
+            return bad("passcode.send_window", "must be positive and at most 1 day");
         }
         Ok(())
     }
@@ -116,8 +116,8 @@ pub fn plan_send(
     if next.consecutive_failures >= policy.max_consecutive_failures {
         return Err(PasscodeError::AddressLocked);
     }
-    let window_start = now - policy.send_window;
-    next.recent_sends.retain(|t| *t > window_start && *t <= now);
+    let window_start = now.saturating_sub(policy.send_window);
+    next.recent_sends.retain(|t| *t > window_start);
     let retry_after = |at: OffsetDateTime| {
         let secs = (at - now).whole_seconds().max(1);
         PasscodeError::RateLimited {
@@ -125,14 +125,14 @@ pub fn plan_send(
         }
     };
     if let Some(last) = next.recent_sends.last()
-        && now < *last + policy.min_send_interval
+        && now < last.saturating_add(policy.min_send_interval)
     {
-        return Err(retry_after(*last + policy.min_send_interval));
+        return Err(retry_after(last.saturating_add(policy.min_send_interval)));
     }
     let limit = policy.max_sends_per_window as usize;
     if next.recent_sends.len() >= limit {
         let oldest = next.recent_sends[next.recent_sends.len() - limit];
-        return Err(retry_after(oldest + policy.send_window));
+        return Err(retry_after(oldest.saturating_add(policy.send_window)));
     }
     next.recent_sends.push(now);
     Ok(next)
@@ -166,7 +166,7 @@ pub fn generate(
         attempts: 0,
         consumed: false,
         issued_at: now,
-        expires_at: now + policy.lifetime,
+        expires_at: now.saturating_add(policy.lifetime),
     };
     Ok((SecretString::new(code), record))
 }

@@ -15,7 +15,9 @@ use crate::email::EmailAddress;
 use crate::error::{Error, InputError};
 use crate::id::Id;
 use crate::invitation::ticket;
-use crate::mail::templates::{InvitationContent, Language, is_language_tag, render_invitation};
+use crate::mail::templates::{
+    InvitationContent, Language, is_language_tag, render_invitation, render_invitation_notice,
+};
 use crate::mail::{Mailbox, Message, MessageKind};
 use crate::policy::InviterRole;
 use crate::random::SecureRandom;
@@ -180,6 +182,13 @@ pub(crate) fn validate(config: &Config, req: &InvitationRequest) -> Result<Valid
     for r in &info.cc_recipients {
         let address = EmailAddress::parse(&r.email_address.address)
             .map_err(|e| invalid("invitedUserMessageInfo.ccRecipients", e.to_string()))?;
+        // A copy is mail to an outside address too: the domain rules apply.
+        if !config.collaboration.domains.permits(address.domain()) {
+            return Err(crate::error::Denied::DomainNotAllowed {
+                domain: address.domain().to_owned(),
+            }
+            .into());
+        }
         if let Some(n) = &r.email_address.name {
             clean_text(
                 "invitedUserMessageInfo.ccRecipients",
@@ -256,7 +265,8 @@ pub(crate) struct Plan {
     pub batch: WriteBatch,
     pub invitation: Invitation,
     pub user_id: Id,
-    pub mail: Option<Message>,
+    /// The invitation for the invitee, then the copy for `ccRecipients`.
+    pub mails: Vec<Message>,
     pub audit: AuditKind,
     pub redeem_url: Option<SecretString>,
 }
@@ -267,6 +277,7 @@ pub(crate) fn plan(
     inviter: &Inviter,
     req: ValidRequest,
     target: Target,
+    superseded: Option<Versioned<InvitationRecord>>,
     now: OffsetDateTime,
     rng: &dyn SecureRandom,
 ) -> Result<Plan, Error> {
@@ -330,7 +341,7 @@ pub(crate) fn plan(
     let to_address = user_record.user.mail.clone().unwrap_or_else(|| req.email.clone());
 
     let (status, binding, redeem_url) = if needs_redemption {
-        let expires_at = now + config.ticket_lifetime;
+        let expires_at = now.saturating_add(config.ticket_lifetime);
         let issued = ticket::issue(&config.keys, &config.tenant_id, invitation_id, expires_at, rng)?;
         let url = SecretString::new(config.redeem_url(issued.token.expose()));
         (InvitationStatus::PendingAcceptance, Some(issued.binding), url)
@@ -363,6 +374,17 @@ pub(crate) fn plan(
         next.active_invitation = Some(invitation_id);
         batch.push(Write::User { record: next, expect });
     }
+    // The invitation this one replaces stops looking live as well: its
+    // ticket binding goes and its status becomes `Error`.
+    if let Some(old) = superseded.filter(|o| Some(o.value.invitation.id) == replaced) {
+        let mut record = old.value;
+        record.invitation.status = InvitationStatus::Error;
+        record.ticket = None;
+        batch.push(Write::Invitation {
+            record,
+            expect: Expect::Version(old.version),
+        });
+    }
     batch.push(Write::Invitation {
         record: InvitationRecord {
             invitation: invitation.clone(),
@@ -374,31 +396,38 @@ pub(crate) fn plan(
         expect: Expect::Absent,
     });
 
-    let mail = if req.send {
-        let rendered = render_invitation(
-            req.language,
-            &InvitationContent {
-                org_name: &config.tenant_name,
-                redeem_url: redeem_url.expose(),
-                note: req.info.customized_message_body.as_deref(),
-                privacy_url: config.privacy_statement_url.as_ref().map(url::Url::as_str),
-            },
-        )?;
-        Some(Message {
+    let mut mails = Vec::new();
+    if req.send {
+        let content = InvitationContent {
+            org_name: &config.tenant_name,
+            redeem_url: redeem_url.expose(),
+            note: req.info.customized_message_body.as_deref(),
+            privacy_url: config.privacy_statement_url.as_ref().map(url::Url::as_str),
+        };
+        let rendered = render_invitation(req.language, &content)?;
+        mails.push(Message {
             kind: MessageKind::Invitation,
             to: Mailbox {
-                address: to_address,
+                address: to_address.clone(),
                 name: user_record.user.display_name.clone(),
             },
-            cc: req.cc.clone(),
             subject: rendered.subject,
             text_body: rendered.text,
             html_body: rendered.html,
             language: req.language.tag(),
-        })
-    } else {
-        None
-    };
+        });
+        for cc in &req.cc {
+            let copy = render_invitation_notice(req.language, &content, to_address.as_str())?;
+            mails.push(Message {
+                kind: MessageKind::InvitationCopy,
+                to: cc.clone(),
+                subject: copy.subject,
+                text_body: copy.text,
+                html_body: copy.html,
+                language: req.language.tag(),
+            });
+        }
+    }
 
     let audit = match (is_reset, replaced) {
         (true, _) => AuditKind::RedemptionReset { invitation_id },
@@ -416,7 +445,7 @@ pub(crate) fn plan(
         batch,
         invitation,
         user_id,
-        mail,
+        mails,
         audit,
         redeem_url: Some(redeem_url),
     })

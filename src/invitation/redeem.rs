@@ -49,6 +49,16 @@ pub enum RedemptionStep {
         /// The address the code went to, as stored.
         sent_to: String,
     },
+    /// The passcode could not be handed to the mail transport. The session
+    /// is open and waiting for a code: offer to send another one with
+    /// [`GuestPass::resend_passcode`](crate::GuestPass::resend_passcode)
+    /// (the failed send counts against the address's send limit).
+    PasscodeNotDelivered {
+        /// The address the code was for, as stored.
+        sent_to: String,
+        /// Why the transport refused it.
+        reason: crate::error::MailError,
+    },
     /// Accept or decline the organisation's terms.
     Consent {
         /// The organisation asking.
@@ -161,27 +171,39 @@ pub(crate) fn check_session(
     Ok(())
 }
 
-/// The exactly-once completion: the user accepted with the email identity,
-/// the invitation completed, the session closed — one conditional batch.
+/// The exactly-once completion: the user accepted with the email identity
+/// it proved, the invitation completed, the session closed — one
+/// conditional batch.
+///
+/// The identity's subject is the address the passcode proved, and the user's
+/// mail must still be that address; otherwise nothing is written.
 pub(crate) fn completion(
     session: &Versioned<RedemptionSession>,
     invitation: &Versioned<InvitationRecord>,
     user: &Versioned<UserRecord>,
     now: OffsetDateTime,
-) -> (WriteBatch, User) {
+) -> Result<(WriteBatch, User), Error> {
+    let proven = session
+        .value
+        .proven_address
+        .as_deref()
+        .ok_or(RedemptionError::WrongStep {
+            expected: SessionStep::AwaitingConsent.name(),
+            actual: SessionStep::AwaitingPasscode.name(),
+        })?;
+    if user.value.mail_key() != Some(proven) {
+        return Err(TicketError::NoLongerValid.into());
+    }
     let mut u = user.value.clone();
     u.active_invitation = None;
     u.user.external_user_state = Some(ExternalUserState::Accepted);
     u.user.external_user_state_change_date_time = Some(now);
-    if let Some(mail) = &u.user.mail {
-        let subject = mail.comparison_key().to_owned();
-        if !u.user.has_identity(EMAIL_OTP_ISSUER, &subject) {
-            u.user.identities.push(ObjectIdentity {
-                sign_in_type: SignInType::Federated,
-                issuer: EMAIL_OTP_ISSUER.to_owned(),
-                issuer_assigned_id: subject,
-            });
-        }
+    if !u.user.has_identity(EMAIL_OTP_ISSUER, proven) {
+        u.user.identities.push(ObjectIdentity {
+            sign_in_type: SignInType::Federated,
+            issuer: EMAIL_OTP_ISSUER.to_owned(),
+            issuer_assigned_id: proven.to_owned(),
+        });
     }
     let mut inv = invitation.value.clone();
     inv.invitation.status = InvitationStatus::Completed;
@@ -202,5 +224,5 @@ pub(crate) fn completion(
             record: s,
             expect: Expect::Version(session.version),
         });
-    (batch, user_out)
+    Ok((batch, user_out))
 }

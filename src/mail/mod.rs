@@ -28,6 +28,9 @@ pub struct Mailbox {
 pub enum MessageKind {
     /// An invitation with a redemption link.
     Invitation,
+    /// The copy of an invitation for a `ccRecipients` address, without the
+    /// redemption link.
+    InvitationCopy,
     /// A one-time passcode.
     Passcode,
 }
@@ -40,10 +43,10 @@ pub enum MessageKind {
 pub struct Message {
     /// What it is for.
     pub kind: MessageKind,
-    /// The recipient.
+    /// The one recipient. guestpass never copies a message that carries a
+    /// link or a code: `ccRecipients` of an invitation get a separate
+    /// [`MessageKind::InvitationCopy`].
     pub to: Mailbox,
-    /// Copy recipients (at most one for invitations).
-    pub cc: Vec<Mailbox>,
     /// The subject line (single line).
     pub subject: String,
     /// The plain-text body.
@@ -59,7 +62,6 @@ impl fmt::Debug for Message {
         f.debug_struct("Message")
             .field("kind", &self.kind)
             .field("to", &self.to)
-            .field("cc", &self.cc)
             .field("subject", &self.subject)
             .field("language", &self.language)
             .finish_non_exhaustive()

@@ -97,6 +97,7 @@ struct InvitationStrings {
     link_hint: &'static str,
     ignore: &'static str,
     privacy: String,
+    cc_notice: &'static str,
 }
 
 #[derive(Serialize)]
@@ -108,7 +109,7 @@ struct PasscodeStrings {
 }
 
 fn invitation_strings(lang: Language, org: &str) -> InvitationStrings {
-    let (subject, heading, intro, note, accept, hint, ignore, privacy) = match lang {
+    let (subject, heading, intro, note, accept, hint, ignore, privacy, cc_notice) = match lang {
         Language::EnUs => (
             "{org} invited you to access its applications",
             "You're invited",
@@ -118,6 +119,7 @@ fn invitation_strings(lang: Language, org: &str) -> InvitationStrings {
             "If the button does not work, copy this link into your browser:",
             "If you did not expect this invitation, you can ignore this mail.",
             "Privacy statement of {org}",
+            "This is a copy of the invitation {org} sent to {invitee}. Only {invitee} can accept it.",
         ),
         Language::DeDe => (
             "{org} hat Sie eingeladen, auf ihre Anwendungen zuzugreifen",
@@ -128,6 +130,7 @@ fn invitation_strings(lang: Language, org: &str) -> InvitationStrings {
             "Falls die Schaltfläche nicht funktioniert, kopieren Sie diesen Link in Ihren Browser:",
             "Wenn Sie diese Einladung nicht erwartet haben, können Sie diese E-Mail ignorieren.",
             "Datenschutzerklärung von {org}",
+            "Dies ist eine Kopie der Einladung, die {org} an {invitee} gesendet hat. Nur {invitee} kann sie annehmen.",
         ),
         Language::NlNl => (
             "{org} heeft je uitgenodigd voor toegang tot haar toepassingen",
@@ -138,6 +141,7 @@ fn invitation_strings(lang: Language, org: &str) -> InvitationStrings {
             "Werkt de knop niet? Kopieer dan deze link naar je browser:",
             "Had je deze uitnodiging niet verwacht? Dan kun je deze e-mail negeren.",
             "Privacyverklaring van {org}",
+            "Dit is een kopie van de uitnodiging die {org} naar {invitee} heeft gestuurd. Alleen {invitee} kan deze accepteren.",
         ),
     };
     let fill = |s: &str| s.replace("{org}", org);
@@ -150,6 +154,7 @@ fn invitation_strings(lang: Language, org: &str) -> InvitationStrings {
         link_hint: hint,
         ignore,
         privacy: fill(privacy),
+        cc_notice,
     }
 }
 
@@ -223,7 +228,7 @@ pub struct Rendered {
 pub struct InvitationContent<'a> {
     /// The inviting organisation's name.
     pub org_name: &'a str,
-    /// The redemption link.
+    /// The redemption link (carries the ticket: only the invitee gets it).
     pub redeem_url: &'a str,
     /// The inviter's personal note (plain text).
     pub note: Option<&'a str>,
@@ -262,6 +267,40 @@ pub fn render_invitation(lang: Language, c: &InvitationContent<'_>) -> Result<Re
         link => minijinja::Value::from_safe_string(escape_attr(c.redeem_url)),
         note => c.note,
         privacy => c.privacy_url.map(|p| minijinja::Value::from_safe_string(escape_attr(p))),
+    };
+    Ok(Rendered {
+        text: render("invitation.txt", ctx)?,
+        html: render("invitation.html", html_ctx)?,
+        subject: one_line(&s.subject),
+    })
+}
+
+/// Renders the copy of an invitation for a `ccRecipients` address: the same
+/// organisation, note and privacy link, a line saying whom the invitation
+/// was for, and no redemption link (the link carries the invitee's ticket).
+///
+/// # Errors
+///
+/// [`MailError::Template`] if a template fails.
+pub fn render_invitation_notice(
+    lang: Language,
+    c: &InvitationContent<'_>,
+    invitee: &str,
+) -> Result<Rendered, MailError> {
+    let s = invitation_strings(lang, c.org_name);
+    let notice = s
+        .cc_notice
+        .replace("{org}", c.org_name)
+        .replace("{invitee}", invitee);
+    let privacy = c.privacy_url;
+    let ctx = context! {
+        s => &s, lang => lang.tag(), subject => &s.subject, notice => &notice,
+        note => c.note, privacy => privacy,
+    };
+    let html_ctx = context! {
+        s => &s, lang => lang.tag(), subject => &s.subject, notice => &notice,
+        note => c.note,
+        privacy => privacy.map(|p| minijinja::Value::from_safe_string(escape_attr(p))),
     };
     Ok(Rendered {
         text: render("invitation.txt", ctx)?,
@@ -345,6 +384,19 @@ mod tests {
             let p = render_passcode(lang, "Contoso", "12345678", 10).unwrap();
             assert!(p.text.contains("12345678") && p.html.contains("12345678"));
             assert!(p.text.contains("10"));
+        }
+    }
+
+    #[test]
+    fn copies_for_cc_carry_no_link() {
+        for lang in Language::ALL {
+            let r =
+                render_invitation_notice(lang, &content(Some("Hello")), "alice@fabrikam.example").unwrap();
+            assert!(
+                !r.text.contains("ticket") && !r.html.contains("ticket"),
+                "{lang:?}"
+            );
+            assert!(r.text.contains("alice@fabrikam.example") && r.text.contains("Hello"));
         }
     }
 

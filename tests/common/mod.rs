@@ -1,0 +1,839 @@
+//! Shared harness for the integration tests: a [`GuestPass`] for tenant
+//! `contoso` with a fixed clock, a seeded random generator, the memory store,
+//! the outbox and the memory audit log, plus helpers that walk a guest
+//! through redemption and snapshot the store to prove a failed call changed
+//! nothing.
+#![allow(dead_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use guestpass::audit::{AuditEvent, AuditKind, MemoryAudit};
+use guestpass::clock::{Clock, FixedClock};
+use guestpass::directory::{
+    AddressThrottle, DirectoryStore, InvitationRecord, MemoryStore, PasscodeRecord, RedemptionSession,
+    UserRecord, Versioned,
+};
+use guestpass::email::EmailAddress;
+use guestpass::id::Id;
+use guestpass::idp::PasscodePolicy;
+use guestpass::invitation::{Redeemed, RedemptionStarted};
+use guestpass::keys::{KeyRing, SigningKey};
+use guestpass::mail::{Message, MessageKind, Outbox};
+use guestpass::random::SeededRandom;
+use guestpass::secret::Digest;
+use guestpass::{
+    ConsentDecision, Error, Finished, GuestPass, GuestPassBuilder, InvitationRequest, Inviter, RedemptionStep,
+};
+use time::macros::datetime;
+use time::{Duration, OffsetDateTime};
+
+/// The tenant every harness serves.
+pub const TENANT: &str = "contoso";
+/// The organisation name shown to guests.
+pub const TENANT_NAME: &str = "Contoso";
+/// The tenant's initial domain (used in guest UPNs).
+pub const TENANT_DOMAIN: &str = "contoso.example";
+/// A second tenant that may share the store.
+pub const OTHER_TENANT: &str = "fabrikam";
+/// The public base URL links are built from.
+pub const BASE_URL: &str = "https://guests.contoso.example/";
+/// The registered redirect URL.
+pub const REDIRECT: &str = "https://app.contoso.example/";
+/// The signing key id. Four bytes make the raw ticket 95 bytes long, so its
+/// padded base64 form differs from the unpadded one.
+pub const KEY_ID: &str = "key1";
+/// The signing key secret.
+pub const KEY_SECRET: [u8; 32] = [42; 32];
+/// Where the fixed clock starts.
+pub const T0: OffsetDateTime = datetime!(2026-11-01 12:00 UTC);
+/// Passcode digits under the default policy.
+pub const DIGITS: usize = 8;
+/// The random seed of the default harness.
+pub const SEED: u64 = 7;
+
+/// The harness signing key.
+pub fn signing_key() -> SigningKey {
+    SigningKey::new(KEY_ID, KEY_SECRET).unwrap()
+}
+
+/// A key ring holding the harness key, for forging validly signed tickets.
+pub fn key_ring() -> KeyRing {
+    KeyRing::new(signing_key()).unwrap()
+}
+
+/// Default passcode limits, but sends are not rate limited.
+pub fn permissive_policy() -> PasscodePolicy {
+    PasscodePolicy {
+        min_send_interval: Duration::ZERO,
+        max_sends_per_window: 1000,
+        ..PasscodePolicy::default()
+    }
+}
+
+/// The comparison key of an address.
+pub fn key_of(address: &str) -> String {
+    EmailAddress::parse(address).unwrap().comparison_key().to_owned()
+}
+
+/// A code of the right shape that is not `code`.
+pub fn wrong_code(code: &str) -> String {
+    let d = if code.starts_with('0') { '1' } else { '0' };
+    std::iter::repeat_n(d, code.len()).collect()
+}
+
+/// The `ticket` query parameter of a link, URL-decoded.
+pub fn ticket_from_link(link: &str) -> String {
+    let (_, query) = link.split_once('?').expect("link has a query");
+    let query = query.split('#').next().unwrap_or_default();
+    let raw = query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("ticket="))
+        .expect("link has a ticket parameter");
+    percent_decode(raw)
+}
+
+/// `application/x-www-form-urlencoded` decoding of one value.
+pub fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap();
+                out.push(u8::from_str_radix(hex, 16).unwrap());
+                i += 3;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+const URL_ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+const STD_ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+fn encode_with(bytes: &[u8], alphabet: &[u8; 64], pad: bool) -> String {
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        let chars = chunk.len() + 1;
+        for i in 0..4 {
+            if i < chars {
+                out.push(char::from(alphabet[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else if pad {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Unpadded base64url.
+pub fn b64url(bytes: &[u8]) -> String {
+    encode_with(bytes, URL_ALPHABET, false)
+}
+
+/// Padded base64url.
+pub fn b64url_padded(bytes: &[u8]) -> String {
+    encode_with(bytes, URL_ALPHABET, true)
+}
+
+/// Padded standard base64.
+pub fn b64_standard(bytes: &[u8]) -> String {
+    encode_with(bytes, STD_ALPHABET, true)
+}
+
+/// Decodes unpadded base64url (lenient about trailing bits; test use only).
+pub fn b64url_decode(s: &str) -> Vec<u8> {
+    let mut bits = 0u32;
+    let mut nbits = 0;
+    let mut out = Vec::new();
+    for c in s.bytes() {
+        let v = URL_ALPHABET
+            .iter()
+            .position(|a| *a == c)
+            .expect("base64url character") as u32;
+        bits = (bits << 6) | v;
+        nbits += 6;
+        if nbits >= 8 {
+            nbits -= 8;
+            out.push((bits >> nbits) as u8);
+            bits &= (1 << nbits) - 1;
+        }
+    }
+    out
+}
+
+/// Byte offsets inside a raw ticket issued under [`KEY_ID`].
+pub mod layout {
+    /// Format version byte.
+    pub const VERSION: usize = 0;
+    /// Purpose byte.
+    pub const PURPOSE: usize = 1;
+    /// Key id length byte.
+    pub const KID_LEN: usize = 2;
+    /// First key id byte.
+    pub const KID: usize = 3;
+    /// First invitation id byte.
+    pub const INVITATION: usize = KID + super::KEY_ID.len();
+    /// First verifier byte.
+    pub const VERIFIER: usize = INVITATION + 16;
+    /// First expiry byte.
+    pub const EXPIRY: usize = VERIFIER + 32;
+    /// First tag byte.
+    pub const TAG: usize = EXPIRY + 8;
+    /// Total length.
+    pub const LEN: usize = TAG + 32;
+}
+
+/// Every record of the store the harness knows how to reach, with versions,
+/// plus how many mails and audit events there are.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    /// `users()` of each tenant.
+    pub users: Vec<(String, Vec<UserRecord>)>,
+    /// Each of those users read by id, with its version.
+    pub user_versions: Vec<Option<Versioned<UserRecord>>>,
+    /// Known invitations.
+    pub invitations: Vec<(Id, Option<Versioned<InvitationRecord>>)>,
+    /// Known sessions.
+    pub sessions: Vec<Option<Versioned<RedemptionSession>>>,
+    /// Known passcodes.
+    pub passcodes: Vec<(Id, Option<Versioned<PasscodeRecord>>)>,
+    /// Throttles of every known address in each tenant.
+    pub throttles: Vec<(String, String, Option<Versioned<AddressThrottle>>)>,
+    /// Messages in the outbox.
+    pub mails: usize,
+    /// Audit events recorded.
+    pub audit_events: usize,
+}
+
+impl Snapshot {
+    /// What differs from `other`, one line per changed part.
+    pub fn differences(&self, other: &Snapshot) -> Vec<String> {
+        fn cmp<T: PartialEq + std::fmt::Debug>(out: &mut Vec<String>, name: &str, a: &T, b: &T) {
+            if a != b {
+                out.push(format!("{name}:\n  before: {a:?}\n  after:  {b:?}"));
+            }
+        }
+        let mut out = Vec::new();
+        cmp(&mut out, "users", &self.users, &other.users);
+        cmp(
+            &mut out,
+            "user versions",
+            &self.user_versions,
+            &other.user_versions,
+        );
+        cmp(&mut out, "invitations", &self.invitations, &other.invitations);
+        cmp(&mut out, "sessions", &self.sessions, &other.sessions);
+        cmp(&mut out, "passcodes", &self.passcodes, &other.passcodes);
+        cmp(&mut out, "throttles", &self.throttles, &other.throttles);
+        cmp(&mut out, "mails sent", &self.mails, &other.mails);
+        cmp(&mut out, "audit events", &self.audit_events, &other.audit_events);
+        out
+    }
+}
+
+#[derive(Debug, Default)]
+struct Tracked {
+    invitations: Vec<Id>,
+    handles: Vec<String>,
+    passcodes: Vec<Id>,
+    addresses: Vec<String>,
+}
+
+/// A GuestPass with inspectable adapters.
+#[derive(Debug)]
+pub struct Harness {
+    /// The service.
+    pub gp: GuestPass,
+    /// The store behind it.
+    pub store: Arc<MemoryStore>,
+    /// The mail it sent.
+    pub outbox: Arc<Outbox>,
+    /// Its audit log.
+    pub audit: Arc<MemoryAudit>,
+    /// Its clock.
+    pub clock: Arc<FixedClock>,
+    tracked: Mutex<Tracked>,
+}
+
+/// The builder the harness uses, over the given adapters.
+pub fn builder_over(
+    store: &Arc<MemoryStore>,
+    outbox: &Arc<Outbox>,
+    audit: &Arc<MemoryAudit>,
+    clock: &Arc<FixedClock>,
+    seed: u64,
+) -> GuestPassBuilder {
+    builder_with_store(store.clone(), outbox, audit, clock, seed)
+}
+
+/// As [`builder_over`], with any store in front.
+pub fn builder_with_store(
+    store: Arc<dyn DirectoryStore>,
+    outbox: &Arc<Outbox>,
+    audit: &Arc<MemoryAudit>,
+    clock: &Arc<FixedClock>,
+    seed: u64,
+) -> GuestPassBuilder {
+    GuestPass::builder()
+        .tenant(TENANT, TENANT_NAME, TENANT_DOMAIN)
+        .public_base_url(BASE_URL)
+        .signing_key(signing_key())
+        .redirect_url(REDIRECT)
+        .store(store)
+        .mail(outbox.clone())
+        .audit(audit.clone())
+        .clock(clock.clone())
+        .random(Arc::new(SeededRandom::new(seed)))
+}
+
+impl Harness {
+    /// The default harness.
+    pub fn new() -> Self {
+        Self::with(|b| b)
+    }
+
+    /// A harness whose passcode sends are not rate limited.
+    pub fn permissive() -> Self {
+        Self::with(|b| b.passcode_policy(permissive_policy()))
+    }
+
+    /// A harness whose builder is adjusted by `f` before building.
+    pub fn with(f: impl FnOnce(GuestPassBuilder) -> GuestPassBuilder) -> Self {
+        Self::try_with(f).unwrap()
+    }
+
+    /// As [`Harness::with`], returning the configuration error.
+    pub fn try_with(
+        f: impl FnOnce(GuestPassBuilder) -> GuestPassBuilder,
+    ) -> Result<Self, guestpass::error::ConfigError> {
+        Self::build(false, f)
+    }
+
+    /// A harness whose service reaches the memory store through
+    /// [`YieldingStore`], so that concurrent calls interleave between their
+    /// reads and their writes.
+    pub fn racy(f: impl FnOnce(GuestPassBuilder) -> GuestPassBuilder) -> Self {
+        Self::build(true, f).unwrap()
+    }
+
+    fn build(
+        racy: bool,
+        f: impl FnOnce(GuestPassBuilder) -> GuestPassBuilder,
+    ) -> Result<Self, guestpass::error::ConfigError> {
+        let store = Arc::new(MemoryStore::new());
+        let outbox = Arc::new(Outbox::new());
+        let audit = Arc::new(MemoryAudit::new());
+        let clock = Arc::new(FixedClock::new(T0));
+        let front: Arc<dyn DirectoryStore> = if racy {
+            Arc::new(YieldingStore(store.clone()))
+        } else {
+            store.clone()
+        };
+        let gp = f(builder_with_store(front, &outbox, &audit, &clock, SEED)).build()?;
+        Ok(Self {
+            gp,
+            store,
+            outbox,
+            audit,
+            clock,
+            tracked: Mutex::new(Tracked::default()),
+        })
+    }
+
+    /// A service for tenant `fabrikam` with the same signing key, sharing this
+    /// harness's store, outbox, audit log and clock.
+    pub fn other_tenant(&self) -> GuestPass {
+        builder_over(&self.store, &self.outbox, &self.audit, &self.clock, SEED + 1)
+            .tenant(OTHER_TENANT, "Fabrikam", "fabrikam.example")
+            .build()
+            .unwrap()
+    }
+
+    /// The clock's time.
+    pub fn now(&self) -> OffsetDateTime {
+        self.clock.now()
+    }
+
+    fn tracked(&self) -> std::sync::MutexGuard<'_, Tracked> {
+        self.tracked.lock().unwrap()
+    }
+
+    /// Remembers an invitation for snapshots.
+    pub fn track_invitation(&self, id: Id) {
+        let mut t = self.tracked();
+        if !t.invitations.contains(&id) {
+            t.invitations.push(id);
+        }
+    }
+
+    /// Remembers a session handle for snapshots.
+    pub fn track_handle(&self, handle: &str) {
+        let mut t = self.tracked();
+        if !t.handles.iter().any(|h| h == handle) {
+            t.handles.push(handle.to_owned());
+        }
+    }
+
+    /// Remembers an address whose throttle snapshots should read.
+    pub fn track_address(&self, address: &str) {
+        let key = key_of(address);
+        let mut t = self.tracked();
+        if !t.addresses.contains(&key) {
+            t.addresses.push(key);
+        }
+    }
+
+    /// Invites `email` as an administrator, to the registered redirect, with
+    /// a mail.
+    pub async fn invite(&self, email: &str) -> guestpass::directory::Invitation {
+        self.invite_request(InvitationRequest::new(email, REDIRECT))
+            .await
+            .unwrap()
+    }
+
+    /// Sends `request` as an administrator, tracking what it creates.
+    pub async fn invite_request(
+        &self,
+        request: InvitationRequest,
+    ) -> Result<guestpass::directory::Invitation, Error> {
+        self.invite_as(&Inviter::admin(None), request).await
+    }
+
+    /// Sends `request` as `inviter`, tracking what it creates.
+    pub async fn invite_as(
+        &self,
+        inviter: &Inviter,
+        request: InvitationRequest,
+    ) -> Result<guestpass::directory::Invitation, Error> {
+        if let Ok(a) = EmailAddress::parse(&request.invited_user_email_address) {
+            self.track_address(a.as_str());
+        }
+        let inv = self.gp.invite(inviter, request).await?;
+        self.track_invitation(inv.id);
+        Ok(inv)
+    }
+
+    /// Invites `email` and returns the invitation and the ticket from the
+    /// mailed link.
+    pub async fn invite_with_ticket(&self, email: &str) -> (guestpass::directory::Invitation, String) {
+        let inv = self.invite(email).await;
+        let ticket = self.ticket_for(email);
+        (inv, ticket)
+    }
+
+    /// Resends a user's invitation as an administrator; returns the new
+    /// invitation and the ticket from its mail.
+    pub async fn resend(&self, user_id: Id, email: &str) -> (guestpass::directory::Invitation, String) {
+        let inv = self.gp.resend(&Inviter::admin(None), user_id).await.unwrap();
+        self.track_invitation(inv.id);
+        (inv, self.ticket_for(email))
+    }
+
+    /// The newest message of `kind` to `address` (by comparison key).
+    pub fn last_mail(&self, kind: MessageKind, address: &str) -> Message {
+        let key = key_of(address);
+        self.outbox
+            .messages()
+            .into_iter()
+            .rev()
+            .find(|m| m.kind == kind && m.to.address.comparison_key() == key)
+            .unwrap_or_else(|| panic!("no {kind:?} mail to {address}"))
+    }
+
+    /// The ticket in the newest invitation mail to `address`.
+    pub fn ticket_for(&self, address: &str) -> String {
+        let mail = self.last_mail(MessageKind::Invitation, address);
+        let link = mail
+            .link_starting_with(BASE_URL)
+            .expect("invitation mail carries a link under the base url");
+        ticket_from_link(link)
+    }
+
+    /// The code in the newest passcode mail to `address`.
+    pub fn code_for(&self, address: &str) -> String {
+        let mail = self.last_mail(MessageKind::Passcode, address);
+        mail.code(DIGITS)
+            .expect("passcode mail carries a code")
+            .to_owned()
+    }
+
+    /// Starts redeeming `ticket`; tracks and returns the session.
+    pub async fn try_start(&self, ticket: &str) -> Result<RedemptionStarted, Error> {
+        let started = self.gp.start_redemption(ticket).await?;
+        self.track_handle(started.handle.expose());
+        self.track_session_passcode(started.handle.expose()).await;
+        Ok(started)
+    }
+
+    /// Starts redeeming `ticket`; returns the handle.
+    pub async fn start(&self, ticket: &str) -> String {
+        self.try_start(ticket).await.unwrap().handle.expose().to_owned()
+    }
+
+    /// Remembers the passcode a session currently points at.
+    pub async fn track_session_passcode(&self, handle: &str) {
+        if let Some(s) = self.session(handle).await
+            && let Some(pid) = s.value.passcode_id
+        {
+            let mut t = self.tracked();
+            if !t.passcodes.contains(&pid) {
+                t.passcodes.push(pid);
+            }
+        }
+    }
+
+    /// Resends the passcode of a session; tracks the new code's record.
+    pub async fn resend_passcode(&self, handle: &str) -> Result<RedemptionStep, Error> {
+        let step = self.gp.resend_passcode(handle).await?;
+        self.track_session_passcode(handle).await;
+        Ok(step)
+    }
+
+    /// Starts redeeming `ticket` and enters the mailed code: the session is
+    /// at consent. Returns the handle.
+    pub async fn to_consent(&self, ticket: &str, address: &str) -> String {
+        let handle = self.start(ticket).await;
+        let code = self.code_for(address);
+        let step = self.gp.submit_passcode(&handle, &code).await.unwrap();
+        assert!(matches!(step, RedemptionStep::Consent { .. }), "{step:?}");
+        handle
+    }
+
+    /// Redeems `ticket` end to end and returns the result.
+    pub async fn redeem(&self, ticket: &str, address: &str) -> Redeemed {
+        let handle = self.to_consent(ticket, address).await;
+        match self
+            .gp
+            .finish_redemption(&handle, ConsentDecision::Accept)
+            .await
+            .unwrap()
+        {
+            Finished::Redeemed(r) => *r,
+            Finished::Declined => panic!("accept declined"),
+        }
+    }
+
+    /// The session record behind a handle.
+    pub async fn session(&self, handle: &str) -> Option<Versioned<RedemptionSession>> {
+        self.store
+            .session(&Digest::sha256(handle.as_bytes()))
+            .await
+            .unwrap()
+    }
+
+    /// The passcode record a session currently points at.
+    pub async fn session_passcode(&self, handle: &str) -> Versioned<PasscodeRecord> {
+        let s = self.session(handle).await.expect("session exists");
+        let pid = s.value.passcode_id.expect("session has a passcode");
+        self.store.passcode(pid).await.unwrap().expect("passcode exists")
+    }
+
+    /// The throttle record of an address in the harness tenant.
+    pub async fn throttle(&self, address: &str) -> Option<Versioned<AddressThrottle>> {
+        self.store.throttle(TENANT, &key_of(address)).await.unwrap()
+    }
+
+    /// An invitation record.
+    pub async fn invitation(&self, id: Id) -> Versioned<InvitationRecord> {
+        self.store
+            .invitation(id)
+            .await
+            .unwrap()
+            .expect("invitation exists")
+    }
+
+    /// A user record in the harness tenant.
+    pub async fn user(&self, id: Id) -> Versioned<UserRecord> {
+        self.store.user(TENANT, id).await.unwrap().expect("user exists")
+    }
+
+    /// Every audit event's kind, oldest first.
+    pub fn audit_kinds(&self) -> Vec<AuditKind> {
+        self.audit.events().into_iter().map(|e| e.kind).collect()
+    }
+
+    /// Every audit event.
+    pub fn audit_events(&self) -> Vec<AuditEvent> {
+        self.audit.events()
+    }
+
+    /// Reads everything the harness knows how to reach.
+    pub async fn snapshot(&self) -> Snapshot {
+        let (inv_ids, handles, pass_ids, mut addresses) = {
+            let t = self.tracked();
+            (
+                t.invitations.clone(),
+                t.handles.clone(),
+                t.passcodes.clone(),
+                t.addresses.clone(),
+            )
+        };
+        let mut users = Vec::new();
+        let mut user_versions = Vec::new();
+        let mut inv_ids = inv_ids;
+        for tenant in [TENANT, OTHER_TENANT] {
+            let list = self.store.users(tenant).await.unwrap();
+            for u in &list {
+                user_versions.push(self.store.user(tenant, u.user.id).await.unwrap());
+                if let Some(i) = u.active_invitation
+                    && !inv_ids.contains(&i)
+                {
+                    inv_ids.push(i);
+                }
+                if let Some(k) = u.mail_key()
+                    && !addresses.iter().any(|a| a == k)
+                {
+                    addresses.push(k.to_owned());
+                }
+            }
+            users.push((tenant.to_owned(), list));
+        }
+        let mut invitations = Vec::new();
+        for id in inv_ids {
+            invitations.push((id, self.store.invitation(id).await.unwrap()));
+        }
+        let mut sessions = Vec::new();
+        let mut pass_ids = pass_ids;
+        for h in handles {
+            let s = self.store.session(&Digest::sha256(h.as_bytes())).await.unwrap();
+            if let Some(pid) = s.as_ref().and_then(|s| s.value.passcode_id)
+                && !pass_ids.contains(&pid)
+            {
+                pass_ids.push(pid);
+            }
+            sessions.push(s);
+        }
+        let mut passcodes = Vec::new();
+        for id in pass_ids {
+            passcodes.push((id, self.store.passcode(id).await.unwrap()));
+        }
+        let mut throttles = Vec::new();
+        for tenant in [TENANT, OTHER_TENANT] {
+            for a in &addresses {
+                throttles.push((
+                    tenant.to_owned(),
+                    a.clone(),
+                    self.store.throttle(tenant, a).await.unwrap(),
+                ));
+            }
+        }
+        Snapshot {
+            users,
+            user_versions,
+            invitations,
+            sessions,
+            passcodes,
+            throttles,
+            mails: self.outbox.messages().len(),
+            audit_events: self.audit.events().len(),
+        }
+    }
+
+    /// Runs `fut`, asserting that the store, the outbox and the audit log are
+    /// exactly as before; returns its output.
+    pub async fn unchanged<T>(&self, what: &str, fut: impl Future<Output = T>) -> T {
+        let before = self.snapshot().await;
+        let out = fut.await;
+        let after = self.snapshot().await;
+        let changed = before.differences(&after);
+        assert!(
+            changed.is_empty(),
+            "{what}: the store, outbox or audit log changed:\n{}",
+            changed.join("\n")
+        );
+        out
+    }
+
+    /// Expects `fut` to fail without changing anything; returns the error.
+    pub async fn fails_unchanged<T: std::fmt::Debug>(
+        &self,
+        what: &str,
+        fut: impl Future<Output = Result<T, Error>>,
+    ) -> Error {
+        match self.unchanged(what, fut).await {
+            Ok(v) => panic!("{what}: expected an error, got {v:?}"),
+            Err(e) => e,
+        }
+    }
+}
+
+impl Default for Harness {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Spawns `n` copies of a task on the runtime and collects their outputs.
+pub async fn race<T, F, Fut>(n: usize, f: F) -> Vec<T>
+where
+    T: Send + 'static,
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = T> + Send + 'static,
+{
+    let barrier = Arc::new(tokio::sync::Barrier::new(n));
+    let mut tasks = Vec::with_capacity(n);
+    for i in 0..n {
+        let fut = f(i);
+        let barrier = barrier.clone();
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            fut.await
+        }));
+    }
+    let mut out = Vec::with_capacity(n);
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+type StoreFuture<'a, T> =
+    std::pin::Pin<Box<dyn Future<Output = Result<T, guestpass::error::StoreError>> + Send + 'a>>;
+
+/// A store that lets other tasks run before every read and write it
+/// forwards to a [`MemoryStore`]: under a multi-threaded runtime, racing
+/// calls then really interleave between what they read and what they
+/// commit, so only the store's compare-and-set keeps them apart. (The
+/// `async-trait` expansion is written out by hand.)
+#[derive(Debug)]
+pub struct YieldingStore(pub Arc<MemoryStore>);
+
+impl DirectoryStore for YieldingStore {
+    fn user<'a, 'b, 'c>(
+        &'a self,
+        tenant_id: &'b str,
+        id: Id,
+    ) -> StoreFuture<'c, Option<Versioned<UserRecord>>>
+    where
+        'a: 'c,
+        'b: 'c,
+    {
+        Box::pin(async move {
+            tokio::task::yield_now().await;
+            self.0.user(tenant_id, id).await
+        })
+    }
+
+    fn user_by_mail<'a, 'b, 'd, 'c>(
+        &'a self,
+        tenant_id: &'b str,
+        mail_key: &'d str,
+    ) -> StoreFuture<'c, Option<Versioned<UserRecord>>>
+    where
+        'a: 'c,
+        'b: 'c,
+        'd: 'c,
+    {
+        Box::pin(async move {
+            tokio::task::yield_now().await;
+            self.0.user_by_mail(tenant_id, mail_key).await
+        })
+    }
+
+    fn user_by_identity<'a, 'b, 'd, 'e, 'c>(
+        &'a self,
+        tenant_id: &'b str,
+        issuer: &'d str,
+        subject: &'e str,
+    ) -> StoreFuture<'c, Option<Versioned<UserRecord>>>
+    where
+        'a: 'c,
+        'b: 'c,
+        'd: 'c,
+        'e: 'c,
+    {
+        Box::pin(async move {
+            tokio::task::yield_now().await;
+            self.0.user_by_identity(tenant_id, issuer, subject).await
+        })
+    }
+
+    fn users<'a, 'b, 'c>(&'a self, tenant_id: &'b str) -> StoreFuture<'c, Vec<UserRecord>>
+    where
+        'a: 'c,
+        'b: 'c,
+    {
+        Box::pin(async move {
+            tokio::task::yield_now().await;
+            self.0.users(tenant_id).await
+        })
+    }
+
+    fn invitation<'a, 'c>(&'a self, id: Id) -> StoreFuture<'c, Option<Versioned<InvitationRecord>>>
+    where
+        'a: 'c,
+    {
+        Box::pin(async move {
+            tokio::task::yield_now().await;
+            self.0.invitation(id).await
+        })
+    }
+
+    fn session<'a, 'b, 'c>(
+        &'a self,
+        hash: &'b Digest,
+    ) -> StoreFuture<'c, Option<Versioned<RedemptionSession>>>
+    where
+        'a: 'c,
+        'b: 'c,
+    {
+        Box::pin(async move {
+            tokio::task::yield_now().await;
+            self.0.session(hash).await
+        })
+    }
+
+    fn passcode<'a, 'c>(&'a self, id: Id) -> StoreFuture<'c, Option<Versioned<PasscodeRecord>>>
+    where
+        'a: 'c,
+    {
+        Box::pin(async move {
+            tokio::task::yield_now().await;
+            self.0.passcode(id).await
+        })
+    }
+
+    fn throttle<'a, 'b, 'd, 'c>(
+        &'a self,
+        tenant_id: &'b str,
+        address_key: &'d str,
+    ) -> StoreFuture<'c, Option<Versioned<AddressThrottle>>>
+    where
+        'a: 'c,
+        'b: 'c,
+        'd: 'c,
+    {
+        Box::pin(async move {
+            tokio::task::yield_now().await;
+            self.0.throttle(tenant_id, address_key).await
+        })
+    }
+
+    fn commit<'a, 'c>(&'a self, batch: guestpass::directory::WriteBatch) -> StoreFuture<'c, ()>
+    where
+        'a: 'c,
+    {
+        Box::pin(async move {
+            tokio::task::yield_now().await;
+            self.0.commit(batch).await
+        })
+    }
+}

@@ -1,0 +1,692 @@
+//! Email one-time passcodes (invariant 6): five tries per code, 100
+//! consecutive failures per address across codes, codes bound to their
+//! session, short-lived, send rate limited, counted with conditional writes
+//! under concurrency, never shown in audit events or errors, and mailed to
+//! the stored address (invariant 8).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::HashSet;
+
+use common::*;
+use guestpass::audit::AuditKind;
+use guestpass::directory::SessionStep;
+use guestpass::error::{PasscodeError, RedemptionError, StoreError};
+use guestpass::idp::PasscodePolicy;
+use guestpass::mail::MessageKind;
+use guestpass::{ConsentDecision, Error, Finished, InvitationRequest, RedemptionStep};
+use time::Duration;
+
+const ALICE: &str = "alice@fabrikam.example";
+const BOB: &str = "bob@fabrikam.example";
+
+fn passcode(e: PasscodeError) -> Error {
+    Error::Passcode(e)
+}
+
+fn is_consent(step: &RedemptionStep) -> bool {
+    matches!(step, RedemptionStep::Consent { .. })
+}
+
+#[tokio::test]
+async fn five_wrong_codes_burn_the_code_and_a_new_one_works() {
+    let h = Harness::new();
+    let (_, ticket) = h.invite_with_ticket(ALICE).await;
+    let handle = h.start(&ticket).await;
+    let code = h.code_for(ALICE);
+    let wrong = wrong_code(&code);
+    for remaining in (1..=4).rev() {
+        let r = h.gp.submit_passcode(&handle, &wrong).await;
+        assert_eq!(r, Err(passcode(PasscodeError::Incorrect { remaining })));
+    }
+    let r = h.gp.submit_passcode(&handle, &wrong).await;
+    assert_eq!(r, Err(passcode(PasscodeError::TooManyAttempts)));
+    assert_eq!(h.session_passcode(&handle).await.value.attempts, 5);
+
+    // The right code is refused now, and again; refusing writes nothing.
+    for _ in 0..2 {
+        let e = h
+            .fails_unchanged("right code after the limit", h.gp.submit_passcode(&handle, &code))
+            .await;
+        assert_eq!(e, passcode(PasscodeError::TooManyAttempts));
+    }
+    assert_eq!(
+        h.session(&handle).await.unwrap().value.step,
+        SessionStep::AwaitingPasscode
+    );
+
+    // A new code (the address is far under its limit) works; the failure
+    // count survived the new code and is cleared by the success.
+    h.clock.advance(Duration::seconds(31));
+    let step = h.resend_passcode(&handle).await.unwrap();
+    assert_eq!(
+        step,
+        RedemptionStep::EnterPasscode {
+            sent_to: ALICE.to_owned()
+        }
+    );
+    assert_eq!(
+        h.throttle(ALICE).await.unwrap().value.consecutive_failures,
+        5,
+        "a new code does not reset the failure count"
+    );
+    let new_code = h.code_for(ALICE);
+    let attempts = h.session_passcode(&handle).await.value.attempts;
+    assert_eq!(attempts, 0, "the new code has its own five tries");
+    if new_code != code {
+        let e =
+            h.gp.submit_passcode(&handle, &code)
+                .await
+                .expect_err("the earlier code stopped working");
+        assert!(
+            matches!(e, Error::Passcode(PasscodeError::Incorrect { .. })),
+            "{e:?}"
+        );
+    }
+    let step = h.gp.submit_passcode(&handle, &new_code).await.unwrap();
+    assert!(is_consent(&step));
+    assert_eq!(h.throttle(ALICE).await.unwrap().value.consecutive_failures, 0);
+}
+
+#[tokio::test]
+async fn a_new_code_helps_only_while_the_address_is_under_its_limit() {
+    let policy = PasscodePolicy {
+        max_consecutive_failures: 10,
+        ..permissive_policy()
+    };
+    let h = Harness::with(|b| b.passcode_policy(policy));
+    let (_, ticket) = h.invite_with_ticket(ALICE).await;
+    let handle = h.start(&ticket).await;
+    // Code 1: five wrong (5 failures).
+    let code = h.code_for(ALICE);
+    for _ in 0..5 {
+        assert!(h.gp.submit_passcode(&handle, &wrong_code(&code)).await.is_err());
+    }
+    // Code 2: four wrong (9 failures); still under the limit, so a code is sent.
+    h.resend_passcode(&handle).await.unwrap();
+    let code = h.code_for(ALICE);
+    for _ in 0..4 {
+        assert!(h.gp.submit_passcode(&handle, &wrong_code(&code)).await.is_err());
+    }
+    h.resend_passcode(&handle).await.unwrap();
+    // Code 3: the first wrong try is the tenth failure: locked.
+    let code = h.code_for(ALICE);
+    let r = h.gp.submit_passcode(&handle, &wrong_code(&code)).await;
+    assert_eq!(r, Err(passcode(PasscodeError::AddressLocked)));
+    assert_eq!(h.session_passcode(&handle).await.value.attempts, 1);
+    let e = h
+        .fails_unchanged("right code when locked", h.gp.submit_passcode(&handle, &code))
+        .await;
+    assert_eq!(e, passcode(PasscodeError::AddressLocked));
+    let e = h
+        .fails_unchanged("resend when locked", h.resend_passcode(&handle))
+        .await;
+    assert_eq!(e, passcode(PasscodeError::AddressLocked));
+}
+
+#[tokio::test]
+async fn a_code_from_another_session_is_refused_and_does_not_advance() {
+    let h = Harness::new();
+    // Two guests, two sessions.
+    let (_, t_alice) = h.invite_with_ticket(ALICE).await;
+    let (_, t_bob) = h.invite_with_ticket(BOB).await;
+    let alice = h.start(&t_alice).await;
+    let bob = h.start(&t_bob).await;
+    let alice_code = h.code_for(ALICE);
+    let bob_code = h.code_for(BOB);
+    assert_ne!(alice_code, bob_code);
+    let r = h.gp.submit_passcode(&alice, &bob_code).await;
+    assert_eq!(r, Err(passcode(PasscodeError::Incorrect { remaining: 4 })));
+    assert_eq!(
+        h.session(&alice).await.unwrap().value.step,
+        SessionStep::AwaitingPasscode
+    );
+    // Bob's code was not consumed by the attempt, nor Alice's session by it.
+    assert_eq!(h.session_passcode(&bob).await.value.attempts, 0);
+    assert!(!h.session_passcode(&bob).await.value.consumed);
+
+    // Two sessions of one guest: the code of the second does not open the first.
+    h.clock.advance(Duration::seconds(31));
+    let alice2 = h.start(&t_alice).await;
+    let alice2_code = h.code_for(ALICE);
+    assert_ne!(alice2_code, alice_code);
+    let r = h.gp.submit_passcode(&alice, &alice2_code).await;
+    assert_eq!(r, Err(passcode(PasscodeError::Incorrect { remaining: 3 })));
+    assert_eq!(
+        h.session(&alice).await.unwrap().value.step,
+        SessionStep::AwaitingPasscode
+    );
+    assert!(!h.session_passcode(&alice2).await.value.consumed);
+
+    // Each code still opens its own session.
+    assert!(is_consent(&h.gp.submit_passcode(&bob, &bob_code).await.unwrap()));
+    assert!(is_consent(
+        &h.gp.submit_passcode(&alice2, &alice2_code).await.unwrap()
+    ));
+    assert!(is_consent(
+        &h.gp.submit_passcode(&alice, &alice_code).await.unwrap()
+    ));
+}
+
+#[tokio::test]
+async fn one_hundred_failures_across_codes_lock_the_address_until_a_reset() {
+    let h = Harness::permissive();
+    let (inv, ticket) = h.invite_with_ticket(ALICE).await;
+    let handle = h.start(&ticket).await;
+    // 19 codes with five wrong tries each: 95 failures.
+    for i in 0..19 {
+        if i > 0 {
+            h.resend_passcode(&handle).await.unwrap();
+        }
+        let code = h.code_for(ALICE);
+        for _ in 0..5 {
+            let r = h.gp.submit_passcode(&handle, &wrong_code(&code)).await;
+            assert!(
+                matches!(
+                    r,
+                    Err(Error::Passcode(
+                        PasscodeError::Incorrect { .. } | PasscodeError::TooManyAttempts
+                    ))
+                ),
+                "{r:?}"
+            );
+        }
+    }
+    assert_eq!(h.throttle(ALICE).await.unwrap().value.consecutive_failures, 95);
+    // Code 20: four wrong (99).
+    h.resend_passcode(&handle).await.unwrap();
+    let code = h.code_for(ALICE);
+    for _ in 0..4 {
+        assert!(h.gp.submit_passcode(&handle, &wrong_code(&code)).await.is_err());
+    }
+    // Code 21 is still sent (99 < 100); its first wrong try locks.
+    h.resend_passcode(&handle).await.unwrap();
+    let code = h.code_for(ALICE);
+    let r = h.gp.submit_passcode(&handle, &wrong_code(&code)).await;
+    assert_eq!(r, Err(passcode(PasscodeError::AddressLocked)));
+    assert_eq!(h.throttle(ALICE).await.unwrap().value.consecutive_failures, 100);
+    let locked_events = h
+        .audit_kinds()
+        .into_iter()
+        .filter(|k| *k == AuditKind::AddressLocked)
+        .count();
+    assert_eq!(locked_events, 1);
+
+    // Locked: the right code, a new code, a new session are all refused.
+    let e = h
+        .fails_unchanged("right code when locked", h.gp.submit_passcode(&handle, &code))
+        .await;
+    assert_eq!(e, passcode(PasscodeError::AddressLocked));
+    let e = h
+        .fails_unchanged("resend when locked", h.resend_passcode(&handle))
+        .await;
+    assert_eq!(e, passcode(PasscodeError::AddressLocked));
+    h.clock.advance(Duration::days(1));
+    let e = h
+        .fails_unchanged("new session when locked", h.gp.start_redemption(&ticket))
+        .await;
+    assert_eq!(e, passcode(PasscodeError::AddressLocked));
+    assert_eq!(e.status().as_u16(), 429);
+
+    // An administrator's reset lifts it.
+    let mut req = InvitationRequest::new(ALICE, REDIRECT);
+    req.reset_redemption = true;
+    req.invited_user = Some(guestpass::directory::ObjectRef {
+        id: inv.invited_user.id,
+    });
+    h.invite_request(req).await.unwrap();
+    let new_ticket = h.ticket_for(ALICE);
+    let done = h.redeem(&new_ticket, ALICE).await;
+    assert_eq!(done.user.id, inv.invited_user.id);
+}
+
+#[tokio::test]
+async fn sends_are_rate_limited_per_address() {
+    let h = Harness::new();
+    let (_, ticket) = h.invite_with_ticket(ALICE).await;
+    let first = h.start(&ticket).await;
+    h.clock.advance(Duration::seconds(10));
+    let e = h
+        .fails_unchanged("second start within 30 s", h.gp.start_redemption(&ticket))
+        .await;
+    assert_eq!(e, passcode(PasscodeError::RateLimited { retry_after_secs: 20 }));
+    let e = h
+        .fails_unchanged("resend within 30 s", h.resend_passcode(&first))
+        .await;
+    assert_eq!(e, passcode(PasscodeError::RateLimited { retry_after_secs: 20 }));
+    h.clock.advance(Duration::seconds(20));
+    h.start(&ticket).await;
+
+    // At most five sends an hour, however far apart.
+    for _ in 0..3 {
+        h.clock.advance(Duration::minutes(1));
+        h.start(&ticket).await;
+    }
+    h.clock.advance(Duration::minutes(1));
+    let e = h
+        .fails_unchanged("sixth send in an hour", h.gp.start_redemption(&ticket))
+        .await;
+    assert!(
+        matches!(e, Error::Passcode(PasscodeError::RateLimited { .. })),
+        "{e:?}"
+    );
+    h.clock.advance(Duration::hours(1));
+    h.start(&ticket).await;
+    let passcode_mails = h
+        .outbox
+        .messages()
+        .iter()
+        .filter(|m| m.kind == MessageKind::Passcode)
+        .count();
+    assert_eq!(passcode_mails, 6);
+}
+
+#[tokio::test]
+async fn an_expired_code_is_refused() {
+    let h = Harness::new();
+    let (_, ticket) = h.invite_with_ticket(ALICE).await;
+    let handle = h.start(&ticket).await;
+    let code = h.code_for(ALICE);
+    h.clock.advance(Duration::minutes(10));
+    let e = h
+        .fails_unchanged("expired code", h.gp.submit_passcode(&handle, &code))
+        .await;
+    assert_eq!(e, passcode(PasscodeError::Expired));
+    // A fresh code works.
+    h.resend_passcode(&handle).await.unwrap();
+    let step = h.gp.submit_passcode(&handle, &h.code_for(ALICE)).await.unwrap();
+    assert!(is_consent(&step));
+}
+
+#[tokio::test]
+async fn a_used_code_and_malformed_input_change_nothing() {
+    let h = Harness::new();
+    let (_, ticket) = h.invite_with_ticket(ALICE).await;
+    let handle = h.start(&ticket).await;
+    let code = h.code_for(ALICE);
+    for bad in ["", "1234", "abcdefgh", "123456789", "１２３４５６７８"] {
+        let e = h.fails_unchanged(bad, h.gp.submit_passcode(&handle, bad)).await;
+        assert_eq!(e, passcode(PasscodeError::Malformed), "{bad:?}");
+    }
+    h.gp.submit_passcode(&handle, &code).await.unwrap();
+    let e = h
+        .fails_unchanged("code again", h.gp.submit_passcode(&handle, &code))
+        .await;
+    assert_eq!(
+        e,
+        Error::Redemption(RedemptionError::WrongStep {
+            expected: "passcode",
+            actual: "consent"
+        })
+    );
+    let e = h
+        .fails_unchanged("unknown handle", h.gp.submit_passcode("nope", &code))
+        .await;
+    assert_eq!(e, Error::Redemption(RedemptionError::UnknownSession));
+    let e = h
+        .fails_unchanged(
+            "oversized handle",
+            h.gp.submit_passcode(&"x".repeat(10_000), &code),
+        )
+        .await;
+    assert_eq!(e, Error::Redemption(RedemptionError::UnknownSession));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_wrong_guesses_never_exceed_five_attempts() {
+    let h = Harness::racy(|b| b);
+    let (_, ticket) = h.invite_with_ticket(ALICE).await;
+    let handle = h.start(&ticket).await;
+    let code = h.code_for(ALICE);
+    let wrong = wrong_code(&code);
+    let mut seen_remaining = Vec::new();
+    let mut rounds = 0;
+    while h.session_passcode(&handle).await.value.attempts < 5 {
+        rounds += 1;
+        assert!(rounds <= 40, "the attempts never reached the limit");
+        let gp = h.gp.clone();
+        let (hd, w) = (handle.clone(), wrong.clone());
+        let results = race(32, move |_| {
+            let gp = gp.clone();
+            let (hd, w) = (hd.clone(), w.clone());
+            async move { gp.submit_passcode(&hd, &w).await }
+        })
+        .await;
+        for r in results {
+            match r {
+                Err(Error::Passcode(PasscodeError::Incorrect { remaining })) => {
+                    seen_remaining.push(remaining)
+                }
+                Err(Error::Passcode(PasscodeError::TooManyAttempts))
+                | Err(Error::Store(StoreError::Conflict { .. })) => {}
+                other => panic!("unexpected outcome of a wrong guess: {other:?}"),
+            }
+        }
+        let attempts = h.session_passcode(&handle).await.value.attempts;
+        assert!(attempts <= 5, "{attempts} attempts recorded");
+    }
+    // Each counted attempt answered with its own remaining count, once.
+    let distinct: HashSet<u32> = seen_remaining.iter().copied().collect();
+    assert_eq!(distinct.len(), seen_remaining.len(), "{seen_remaining:?}");
+    assert!(distinct.is_subset(&HashSet::from([1, 2, 3, 4])));
+    let record = h.session_passcode(&handle).await.value;
+    assert_eq!(record.attempts, 5);
+    assert!(!record.consumed);
+    assert_eq!(
+        h.throttle(ALICE).await.unwrap().value.consecutive_failures,
+        5,
+        "each counted attempt counted once for the address"
+    );
+    let mut failures: Vec<u32> = h
+        .audit_kinds()
+        .into_iter()
+        .filter_map(|k| match k {
+            AuditKind::PasscodeFailed { consecutive_failures } => Some(consecutive_failures),
+            _ => None,
+        })
+        .collect();
+    failures.sort_unstable();
+    assert_eq!(failures, vec![1, 2, 3, 4, 5]);
+    let e = h
+        .fails_unchanged("right code after racing", h.gp.submit_passcode(&handle, &code))
+        .await;
+    assert_eq!(e, passcode(PasscodeError::TooManyAttempts));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_right_code_racing_wrong_ones_gets_in_only_within_the_limit() {
+    let h = Harness::racy(|b| b.passcode_policy(permissive_policy()));
+    let (_, ticket) = h.invite_with_ticket(ALICE).await;
+    for trial in 0..6 {
+        let handle = h.start(&ticket).await;
+        let code = h.code_for(ALICE);
+        let wrong = wrong_code(&code);
+        let gp = h.gp.clone();
+        let results = race(32, {
+            let (handle, code, wrong) = (handle.clone(), code.clone(), wrong.clone());
+            move |i| {
+                let gp = gp.clone();
+                let handle = handle.clone();
+                let guess = if i == 16 { code.clone() } else { wrong.clone() };
+                async move { gp.submit_passcode(&handle, &guess).await }
+            }
+        })
+        .await;
+        let record = h.session_passcode(&handle).await.value;
+        let step = h.session(&handle).await.unwrap().value.step;
+        let accepted = results.iter().filter(|r| r.is_ok()).count();
+        assert!(accepted <= 1, "trial {trial}: {accepted} acceptances");
+        assert!(record.attempts <= 5, "trial {trial}");
+        if record.consumed {
+            assert_eq!(accepted, 1, "trial {trial}");
+            assert_eq!(step, SessionStep::AwaitingConsent, "trial {trial}");
+            assert!(record.attempts < 5, "trial {trial}: accepted after the limit");
+        } else {
+            assert_eq!(accepted, 0, "trial {trial}");
+            assert_eq!(step, SessionStep::AwaitingPasscode, "trial {trial}");
+            if record.attempts == 5 {
+                let e = h.gp.submit_passcode(&handle, &code).await.unwrap_err();
+                assert_eq!(e, passcode(PasscodeError::TooManyAttempts));
+            }
+        }
+        // Keep the address far from its lockout between trials.
+        if !record.consumed && record.attempts < 5 {
+            h.gp.submit_passcode(&handle, &code).await.unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn codes_never_appear_in_audit_events_or_errors() {
+    let h = Harness::new();
+    let (_, ticket) = h.invite_with_ticket(ALICE).await;
+    let handle = h.start(&ticket).await;
+    let code = h.code_for(ALICE);
+    let mut shown = Vec::new();
+    let wrong = wrong_code(&code);
+    for _ in 0..5 {
+        let e = h.gp.submit_passcode(&handle, &wrong).await.unwrap_err();
+        shown.push(format!("{e} {e:?}"));
+    }
+    let e = h.gp.submit_passcode(&handle, &code).await.unwrap_err();
+    shown.push(format!("{e} {e:?}"));
+    h.clock.advance(Duration::seconds(31));
+    h.resend_passcode(&handle).await.unwrap();
+    let code2 = h.code_for(ALICE);
+    h.clock.advance(Duration::minutes(11));
+    let e = h.gp.submit_passcode(&handle, &code2).await.unwrap_err();
+    shown.push(format!("{e} {e:?}"));
+    h.resend_passcode(&handle).await.unwrap();
+    let code3 = h.code_for(ALICE);
+    let e = h.resend_passcode(&handle).await.unwrap_err();
+    assert!(matches!(e, Error::Passcode(PasscodeError::RateLimited { .. })));
+    shown.push(format!("{e} {e:?}"));
+    let e = h.gp.submit_passcode(&handle, "12").await.unwrap_err();
+    shown.push(format!("{e} {e:?}"));
+    h.gp.submit_passcode(&handle, &code3).await.unwrap();
+    h.gp.finish_redemption(&handle, ConsentDecision::Accept)
+        .await
+        .unwrap();
+    for event in h.audit_events() {
+        shown.push(format!("{event:?}"));
+    }
+    assert!(shown.len() > 10);
+    for text in &shown {
+        for secret in [&code, &code2, &code3, &wrong, &handle, &ticket] {
+            assert!(!text.contains(secret.as_str()), "{text}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn codes_go_to_the_stored_spelling_of_the_address() {
+    let h = Harness::new();
+    let first = h.invite("Alice@Fabrikam.Example").await;
+    let second = h.invite("ALICE@fabrikam.example").await;
+    assert_eq!(first.invited_user.id, second.invited_user.id, "one guest");
+    assert_eq!(
+        second.invited_user_email_address.as_str(),
+        "Alice@Fabrikam.Example"
+    );
+    let invitation_mails: Vec<_> = h
+        .outbox
+        .messages()
+        .into_iter()
+        .filter(|m| m.kind == MessageKind::Invitation)
+        .collect();
+    assert_eq!(invitation_mails.len(), 2);
+    for m in &invitation_mails {
+        assert_eq!(m.to.address.as_str(), "Alice@Fabrikam.Example");
+    }
+    let ticket = h.ticket_for("alice@fabrikam.example");
+    let started = h.try_start(&ticket).await.unwrap();
+    assert_eq!(
+        started.step,
+        RedemptionStep::EnterPasscode {
+            sent_to: "Alice@Fabrikam.Example".to_owned()
+        }
+    );
+    let mail = h.last_mail(MessageKind::Passcode, "alice@fabrikam.example");
+    assert_eq!(mail.to.address.as_str(), "Alice@Fabrikam.Example");
+    let view = h.gp.view_redemption(&ticket).await.unwrap();
+    assert_eq!(view.invited_email, "Alice@Fabrikam.Example");
+    let code = mail.code(DIGITS).unwrap().to_owned();
+    h.gp.submit_passcode(started.handle.expose(), &code)
+        .await
+        .unwrap();
+    let out =
+        h.gp.finish_redemption(started.handle.expose(), ConsentDecision::Accept)
+            .await
+            .unwrap();
+    let Finished::Redeemed(done) = out else {
+        panic!("declined")
+    };
+    assert_eq!(
+        done.user.mail.as_ref().unwrap().as_str(),
+        "Alice@Fabrikam.Example"
+    );
+    assert_eq!(
+        done.user.identities[0].issuer_assigned_id,
+        "alice@fabrikam.example"
+    );
+
+    // A reset requested with yet another spelling keeps the stored one.
+    let mut req = InvitationRequest::new("ALICE@FABRIKAM.EXAMPLE", REDIRECT);
+    req.reset_redemption = true;
+    req.invited_user = Some(guestpass::directory::ObjectRef { id: done.user.id });
+    let reset = h.invite_request(req).await.unwrap();
+    assert_eq!(
+        reset.invited_user_email_address.as_str(),
+        "Alice@Fabrikam.Example"
+    );
+    assert_eq!(
+        h.last_mail(MessageKind::Invitation, "alice@fabrikam.example")
+            .to
+            .address
+            .as_str(),
+        "Alice@Fabrikam.Example"
+    );
+    assert_eq!(
+        h.gp.user(done.user.id).await.unwrap().mail.unwrap().as_str(),
+        "Alice@Fabrikam.Example"
+    );
+    h.clock.advance(Duration::minutes(1));
+    let ticket = h.ticket_for("alice@fabrikam.example");
+    let started = h.try_start(&ticket).await.unwrap();
+    assert_eq!(
+        started.step,
+        RedemptionStep::EnterPasscode {
+            sent_to: "Alice@Fabrikam.Example".to_owned()
+        }
+    );
+}
+
+#[tokio::test]
+async fn an_undelivered_code_keeps_the_session_and_counts_as_a_send() {
+    let h = Harness::new();
+    let (_, ticket) = h.invite_with_ticket(ALICE).await;
+    h.outbox.fail_next(1);
+    let started = h.try_start(&ticket).await.unwrap();
+    match &started.step {
+        RedemptionStep::PasscodeNotDelivered { sent_to, reason } => {
+            assert_eq!(sent_to, ALICE);
+            assert!(matches!(reason, guestpass::error::MailError::Transport { .. }));
+        }
+        other => panic!("expected PasscodeNotDelivered, got {other:?}"),
+    }
+    let handle = started.handle.expose().to_owned();
+    assert_eq!(
+        h.session(&handle).await.unwrap().value.step,
+        SessionStep::AwaitingPasscode
+    );
+    assert!(
+        h.outbox
+            .messages()
+            .iter()
+            .all(|m| m.kind != MessageKind::Passcode),
+        "no passcode mail went out"
+    );
+    assert!(!h.audit_kinds().contains(&AuditKind::PasscodeSent));
+    // The failed send counts against the rate limit ...
+    let e = h
+        .fails_unchanged("resend at once", h.resend_passcode(&handle))
+        .await;
+    assert!(
+        matches!(e, Error::Passcode(PasscodeError::RateLimited { .. })),
+        "{e:?}"
+    );
+    // ... and a later resend delivers a code that works.
+    h.clock.advance(Duration::seconds(30));
+    let step = h.resend_passcode(&handle).await.unwrap();
+    assert_eq!(
+        step,
+        RedemptionStep::EnterPasscode {
+            sent_to: ALICE.to_owned()
+        }
+    );
+    let code = h.code_for(ALICE);
+    assert!(is_consent(&h.gp.submit_passcode(&handle, &code).await.unwrap()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_starts_send_one_code() {
+    let h = Harness::racy(|b| b);
+    let (_, ticket) = h.invite_with_ticket(ALICE).await;
+    let gp = h.gp.clone();
+    let t = ticket.clone();
+    let results = race(32, move |_| {
+        let gp = gp.clone();
+        let t = t.clone();
+        async move {
+            gp.start_redemption(&t)
+                .await
+                .map(|s| s.handle.expose().to_owned())
+        }
+    })
+    .await;
+    let mut started = Vec::new();
+    for r in results {
+        match r {
+            Ok(handle) => started.push(handle),
+            Err(Error::Store(StoreError::Conflict { .. }))
+            | Err(Error::Passcode(PasscodeError::RateLimited { .. })) => {}
+            Err(e) => panic!("unexpected error from a racing start: {e:?}"),
+        }
+    }
+    assert_eq!(started.len(), 1, "one send within the interval");
+    let codes = h
+        .outbox
+        .messages()
+        .iter()
+        .filter(|m| m.kind == MessageKind::Passcode)
+        .count();
+    assert_eq!(codes, 1);
+    assert_eq!(h.throttle(ALICE).await.unwrap().value.recent_sends.len(), 1);
+    let code = h.code_for(ALICE);
+    assert!(is_consent(
+        &h.gp.submit_passcode(&started[0], &code).await.unwrap()
+    ));
+}
+
+#[tokio::test]
+async fn lockouts_are_per_tenant() {
+    let h = Harness::with(|b| {
+        b.passcode_policy(PasscodePolicy {
+            max_consecutive_failures: 5,
+            ..permissive_policy()
+        })
+    });
+    let (_, ticket) = h.invite_with_ticket(ALICE).await;
+    let handle = h.start(&ticket).await;
+    let code = h.code_for(ALICE);
+    for _ in 0..5 {
+        let _ = h.gp.submit_passcode(&handle, &wrong_code(&code)).await;
+    }
+    assert_eq!(
+        h.gp.start_redemption(&ticket).await.unwrap_err(),
+        passcode(PasscodeError::AddressLocked)
+    );
+    // Fabrikam shares the store; its guest with the same address is not locked.
+    let fabrikam = h.other_tenant();
+    fabrikam
+        .invite(
+            &guestpass::Inviter::admin(None),
+            InvitationRequest::new(ALICE, REDIRECT),
+        )
+        .await
+        .unwrap();
+    let fab_ticket = h.ticket_for(ALICE);
+    let started = fabrikam.start_redemption(&fab_ticket).await.unwrap();
+    let fab_code = h.code_for(ALICE);
+    let step = fabrikam
+        .submit_passcode(started.handle.expose(), &fab_code)
+        .await
+        .unwrap();
+    assert!(is_consent(&step));
+    // And Contoso's lock still holds.
+    assert_eq!(
+        h.gp.start_redemption(&ticket).await.unwrap_err(),
+        passcode(PasscodeError::AddressLocked)
+    );
+}

@@ -49,9 +49,15 @@ impl SecureRandom for SystemRandom {
 ///
 /// It expands the seed with SHA-256 in counter mode. Predictable by design:
 /// never use it outside tests, examples and benchmarks.
-#[derive(Debug)]
 pub struct SeededRandom {
     state: Mutex<(u64, [u8; 32])>,
+}
+
+/// The state would let anyone recompute every value drawn: not shown.
+impl std::fmt::Debug for SeededRandom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SeededRandom(..)")
+    }
 }
 
 impl SeededRandom {

@@ -400,6 +400,10 @@ impl GuestPass {
         let holder = store.user_by_mail(self.tenant(), key).await?;
         let target = match valid.reset_user {
             Some(id) => {
+                let user = store
+                    .user(self.tenant(), id)
+                    .await?
+                    .ok_or(Error::NotFound { what: "user" })?;
                 // Refuse before any mail goes out when another user has the address.
                 if let Some(h) = holder.as_ref().filter(|h| h.value.user.id != id) {
                     return Err(StoreError::Duplicate {
@@ -408,12 +412,7 @@ impl GuestPass {
                     }
                     .into());
                 }
-                Target::Reset(
-                    store
-                        .user(self.tenant(), id)
-                        .await?
-                        .ok_or(Error::NotFound { what: "user" })?,
-                )
+                Target::Reset(user)
             }
             None => match holder {
                 Some(u) => Target::Existing(u),

@@ -898,6 +898,24 @@ async fn a_reset_onto_another_guests_address_is_refused_without_mail() {
 }
 
 #[tokio::test]
+async fn resetting_an_unknown_user_is_not_found_whatever_the_address() {
+    let h = Harness::new();
+    h.invite("bob@fabrikam.example").await;
+    let mut req = request("bob@fabrikam.example");
+    req.reset_redemption = true;
+    req.invited_user = Some(ObjectRef {
+        id: "0f8fad5b-d9cb-469f-a165-70867728950e".parse().unwrap(),
+    });
+    let e = h
+        .fails_unchanged(
+            "reset of an unknown user",
+            h.gp.invite(&Inviter::admin(None), req),
+        )
+        .await;
+    assert_eq!(e, Error::NotFound { what: "user" });
+}
+
+#[tokio::test]
 async fn reinviting_a_redeemed_guest_links_to_the_app() {
     let h = Harness::new();
     let (_, ticket) = h.invite_with_ticket(ALICE).await;

@@ -179,7 +179,13 @@ pub enum TicketError {
     /// The ticket is not in the ticket format (bad encoding, length or layout).
     #[error("malformed ticket: {0}")]
     Malformed(&'static str),
-    /// The ticket is of another version or purpose.
+    /// The ticket is of a format version this library does not read.
+    #[error("unsupported ticket version `{version}`")]
+    UnsupportedVersion {
+        /// The version byte found.
+        version: u8,
+    },
+    /// The ticket is for another purpose than redemption.
     #[error("not a redemption ticket")]
     WrongPurpose,
     /// The ticket names a key that is not configured for verification.

@@ -845,7 +845,7 @@ async fn malformed_and_tampered_tickets_give_typed_errors_and_change_nothing() {
         (
             "version",
             tampered(&ticket, |r| r[layout::VERSION] = 2),
-            Some(WrongPurpose),
+            Some(UnsupportedVersion { version: 2 }),
         ),
         (
             "purpose",

@@ -144,8 +144,15 @@ fn sign(key: &hmac::Key, tenant_id: &str, signed: &[u8]) -> hmac::Tag {
 ///
 /// # Errors
 ///
-/// [`TicketError::Malformed`] or [`TicketError::WrongPurpose`].
+/// [`TicketError::Malformed`], [`TicketError::UnsupportedVersion`] or
+/// [`TicketError::WrongPurpose`].
 pub fn parse(input: &[u8], scratch: &mut Vec<u8>) -> Result<(), TicketError> {
+    decode(input, scratch)?;
+    layout(scratch).map(|_| ())
+}
+
+/// Bounds and canonical base64url decoding into `scratch`.
+fn decode(input: &[u8], scratch: &mut Vec<u8>) -> Result<(), TicketError> {
     scratch.clear();
     if input.is_empty() {
         return Err(TicketError::Malformed("empty"));
@@ -156,13 +163,13 @@ pub fn parse(input: &[u8], scratch: &mut Vec<u8>) -> Result<(), TicketError> {
     URL_SAFE_NO_PAD
         .decode_vec(input, scratch)
         .map_err(|_| TicketError::Malformed("not canonical base64url"))?;
-    layout(scratch).map(|_| ())
+    Ok(())
 }
 
 fn layout(bytes: &[u8]) -> Result<ParsedTicket<'_>, TicketError> {
     let (&version, rest) = bytes.split_first().ok_or(TicketError::Malformed("truncated"))?;
     if version != VERSION {
-        return Err(TicketError::WrongPurpose);
+        return Err(TicketError::UnsupportedVersion { version });
     }
     let (&purpose, rest) = rest.split_first().ok_or(TicketError::Malformed("truncated"))?;
     if purpose != PURPOSE_REDEEM {
@@ -249,7 +256,7 @@ pub fn verify_with(
     now: OffsetDateTime,
     scratch: &mut Vec<u8>,
 ) -> Result<VerifiedTicket, TicketError> {
-    parse(token, scratch)?;
+    decode(token, scratch)?;
     let t = layout(scratch)?;
     let key = keys.find(t.key_id).ok_or(TicketError::UnknownKey)?;
     let mut ctx = hmac::Context::with_key(&key.ticket);

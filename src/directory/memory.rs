@@ -83,14 +83,21 @@ fn check(expect: Expect, current: Option<u64>, record: &'static str, key: String
     }
 }
 
-/// A write may not move a record to another tenant.
-fn same_tenant(current: Option<&str>, new: &str, record: &'static str, key: &str) -> Result<(), StoreError> {
+/// The version of a stored record, refusing a write that would move it to
+/// another tenant.
+fn version_in_tenant<V>(
+    current: Option<&(u64, V)>,
+    tenant_of: impl Fn(&V) -> &String,
+    new_tenant: &str,
+    record: &'static str,
+    key: &str,
+) -> Result<Option<u64>, StoreError> {
     match current {
-        Some(t) if t != new => Err(StoreError::Conflict {
+        Some((_, v)) if tenant_of(v) != new_tenant => Err(StoreError::Conflict {
             record,
             key: key.to_owned(),
         }),
-        _ => Ok(()),
+        _ => Ok(current.map(|e| e.0)),
     }
 }
 
@@ -118,33 +125,15 @@ impl Inner {
                 Write::User { record, .. } => {
                     batch_users.insert(record.user.id, record);
                     let current = self.users.get(&record.user.id);
-                    same_tenant(
-                        current.map(|e| e.1.tenant_id.as_str()),
-                        &record.tenant_id,
-                        kind,
-                        &key,
-                    )?;
-                    current.map(|e| e.0)
+                    version_in_tenant(current, |r| &r.tenant_id, &record.tenant_id, kind, &key)?
                 }
                 Write::Invitation { record, .. } => {
                     let current = self.invitations.get(&record.invitation.id);
-                    same_tenant(
-                        current.map(|e| e.1.tenant_id.as_str()),
-                        &record.tenant_id,
-                        kind,
-                        &key,
-                    )?;
-                    current.map(|e| e.0)
+                    version_in_tenant(current, |r| &r.tenant_id, &record.tenant_id, kind, &key)?
                 }
                 Write::Session { record, .. } => {
                     let current = self.sessions.get(&record.handle_hash);
-                    same_tenant(
-                        current.map(|e| e.1.tenant_id.as_str()),
-                        &record.tenant_id,
-                        kind,
-                        &key,
-                    )?;
-                    current.map(|e| e.0)
+                    version_in_tenant(current, |r| &r.tenant_id, &record.tenant_id, kind, &key)?
                 }
                 Write::Passcode { record, .. } => self.passcodes.get(&record.id).map(|e| e.0),
                 Write::Throttle {

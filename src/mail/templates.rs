@@ -255,24 +255,7 @@ pub struct InvitationContent<'a> {
 /// # Ok::<(), guestpass::error::MailError>(())
 /// ```
 pub fn render_invitation(lang: Language, c: &InvitationContent<'_>) -> Result<Rendered, MailError> {
-    let s = invitation_strings(lang, c.org_name);
-    let ctx = context! {
-        s => &s, lang => lang.tag(), subject => &s.subject,
-        link => c.redeem_url, note => c.note, privacy => c.privacy_url,
-    };
-    // URLs are escaped once, minimally (`&"'<>`), so links stay readable
-    // in mail clients; everything else goes through the template escaper.
-    let html_ctx = context! {
-        s => &s, lang => lang.tag(), subject => &s.subject,
-        link => minijinja::Value::from_safe_string(escape_attr(c.redeem_url)),
-        note => c.note,
-        privacy => c.privacy_url.map(|p| minijinja::Value::from_safe_string(escape_attr(p))),
-    };
-    Ok(Rendered {
-        text: render("invitation.txt", ctx)?,
-        html: render("invitation.html", html_ctx)?,
-        subject: one_line(&s.subject),
-    })
+    render_invitation_mail(lang, c, Some(c.redeem_url), None)
 }
 
 /// Renders the copy of an invitation for a `ccRecipients` address: the same
@@ -287,20 +270,32 @@ pub fn render_invitation_notice(
     c: &InvitationContent<'_>,
     invitee: &str,
 ) -> Result<Rendered, MailError> {
-    let s = invitation_strings(lang, c.org_name);
-    let notice = s
+    let notice = invitation_strings(lang, c.org_name)
         .cc_notice
         .replace("{org}", c.org_name)
         .replace("{invitee}", invitee);
-    let privacy = c.privacy_url;
+    render_invitation_mail(lang, c, None, Some(&notice))
+}
+
+/// The invitation templates, with or without the link, with or without a
+/// notice line. URLs are escaped once, minimally (`&"'<>`), so links stay
+/// readable in mail clients; everything else goes through the template
+/// escaper.
+fn render_invitation_mail(
+    lang: Language,
+    c: &InvitationContent<'_>,
+    link: Option<&str>,
+    notice: Option<&str>,
+) -> Result<Rendered, MailError> {
+    let s = invitation_strings(lang, c.org_name);
     let ctx = context! {
-        s => &s, lang => lang.tag(), subject => &s.subject, notice => &notice,
-        note => c.note, privacy => privacy,
+        s => &s, lang => lang.tag(), subject => &s.subject, notice => notice,
+        link => link, note => c.note, privacy => c.privacy_url,
     };
+    let safe = |u: &str| minijinja::Value::from_safe_string(escape_attr(u));
     let html_ctx = context! {
-        s => &s, lang => lang.tag(), subject => &s.subject, notice => &notice,
-        note => c.note,
-        privacy => privacy.map(|p| minijinja::Value::from_safe_string(escape_attr(p))),
+        s => &s, lang => lang.tag(), subject => &s.subject, notice => notice,
+        link => link.map(safe), note => c.note, privacy => c.privacy_url.map(safe),
     };
     Ok(Rendered {
         text: render("invitation.txt", ctx)?,

@@ -612,7 +612,7 @@ impl GuestPass {
         let cfg = &self.inner.config;
         let verified = ticket::verify(&cfg.keys, &cfg.tenant_id, token, self.now())?;
         let r = self
-            .redeemable(verified.invitation_id, &verified.verifier_hash)
+            .redeemable(verified.invitation_id, &verified.verifier_hash())
             .await?;
         Ok((verified, r))
     }
@@ -678,7 +678,7 @@ impl GuestPass {
             tenant_id: cfg.tenant_id.clone(),
             invitation_id: r.invitation.value.invitation.id,
             user_id: r.user.value.user.id,
-            verifier_hash: verified.verifier_hash,
+            verifier_hash: verified.verifier_hash(),
             step: SessionStep::AwaitingPasscode,
             passcode_id: None,
             proven_address: None,

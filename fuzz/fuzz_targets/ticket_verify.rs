@@ -61,7 +61,7 @@ static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
     let raw = URL_SAFE_NO_PAD.decode(&token).expect("base64url");
     let verified = ticket::verify(&keys, TENANT, &token, NOW).expect("verifies");
     assert_eq!(verified.invitation_id, id);
-    assert_eq!(verified.verifier_hash, issued.binding.verifier_hash);
+    assert_eq!(verified.verifier_hash(), issued.binding.verifier_hash);
     // The same invitation under the older key (seeds/rotated_key_ticket).
     let old = KeyRing::new(SigningKey::new("k1", [1u8; 32]).expect("key")).expect("ring");
     let rotated = ticket::issue(&old, TENANT, id, expires_at, &rng).expect("issue");

@@ -79,14 +79,32 @@ pub struct ParsedTicket<'a> {
 }
 
 /// A ticket whose tag and expiry checked out.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// It keeps the verifier itself (redacted from `Debug`); redemption compares
+/// [`VerifiedTicket::verifier_hash`] with the invitation's stored binding.
+#[derive(Clone, PartialEq, Eq)]
 pub struct VerifiedTicket {
     /// The invitation it redeems.
     pub invitation_id: Id,
-    /// SHA-256 of its verifier, to compare with the stored binding.
-    pub verifier_hash: Digest,
     /// When it expires.
     pub expires_at: OffsetDateTime,
+    verifier: [u8; 32],
+}
+
+impl VerifiedTicket {
+    /// SHA-256 of the verifier, to compare with the stored binding.
+    pub fn verifier_hash(&self) -> Digest {
+        Digest::sha256(&self.verifier)
+    }
+}
+
+impl std::fmt::Debug for VerifiedTicket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifiedTicket")
+            .field("invitation_id", &self.invitation_id)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Issues a ticket for `invitation_id` in `tenant_id`, valid until
@@ -229,7 +247,7 @@ fn layout(bytes: &[u8]) -> Result<ParsedTicket<'_>, TicketError> {
 ///
 /// let ok = ticket::verify(&keys, "contoso", issued.token.expose(), now)?;
 /// assert_eq!(ok.invitation_id, id);
-/// assert_eq!(ok.verifier_hash, issued.binding.verifier_hash);
+/// assert_eq!(ok.verifier_hash(), issued.binding.verifier_hash);
 /// assert!(ticket::verify(&keys, "fabrikam", issued.token.expose(), now).is_err());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -274,10 +292,11 @@ pub fn verify_with(
     if now >= expires_at {
         return Err(TicketError::Expired);
     }
+    let verifier = <[u8; 32]>::try_from(t.verifier).map_err(|_| TicketError::Malformed("wrong length"))?;
     Ok(VerifiedTicket {
         invitation_id: t.invitation_id,
-        verifier_hash: Digest::sha256(t.verifier),
         expires_at,
+        verifier,
     })
 }
 
@@ -311,7 +330,8 @@ mod tests {
         assert!(t.token.expose().len() <= MAX_TICKET_LEN);
         let v = verify(&keys, "contoso", t.token.expose(), NOW).unwrap();
         assert_eq!(v.invitation_id, id);
-        assert_eq!(v.verifier_hash, t.binding.verifier_hash);
+        assert_eq!(v.verifier_hash(), t.binding.verifier_hash);
+        assert!(!format!("{v:?}").contains("verifier"), "{v:?}");
         assert_eq!(v.expires_at, NOW + Duration::days(30));
     }
 

@@ -30,8 +30,8 @@ use crate::audit::{AuditEvent, AuditKind, AuditSink, NoAudit};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{self, Config, DEFAULT_SESSION_LIFETIME, DEFAULT_TICKET_LIFETIME};
 use crate::directory::{
-    DirectoryStore, Expect, Invitation, InvitationRecord, InvitationStatus, RedemptionSession, SessionStep,
-    User, UserRecord, Versioned, Write, WriteBatch,
+    DirectoryStore, Expect, Invitation, InvitationRecord, InvitationStatus, PurgeReport, RedemptionSession,
+    SessionStep, User, UserRecord, Versioned, Write, WriteBatch,
 };
 use crate::error::{
     ConfigError, Denied, Error, InputError, PasscodeError, RedemptionError, StoreError, TicketError,
@@ -577,6 +577,18 @@ impl GuestPass {
             .into_iter()
             .map(|r| r.user)
             .collect())
+    }
+
+    /// Removes expired redemption sessions and passcodes and clears expired
+    /// ticket bindings, at most `limit` of each kind; hosts call it on a
+    /// schedule (for example every minute with a limit of 1000) and again
+    /// while a call reports a full batch.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] when the store fails.
+    pub async fn purge_expired(&self, now: OffsetDateTime, limit: u32) -> Result<PurgeReport, Error> {
+        Ok(self.inner.store.purge_expired(now, limit).await?)
     }
 
     /// Loads an invitation and its user and checks that a ticket whose

@@ -71,7 +71,7 @@ async fn racing_redemptions_have_one_winner() {
 /// fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_suite_catches_a_broken_store() {
-    use async_trait_free::Forgetful;
+    use forgetful::Forgetful;
     let outcome = tokio::spawn(async {
         conformance::records_round_trip(Arc::new(Forgetful)).await;
     })
@@ -82,12 +82,8 @@ async fn the_suite_catches_a_broken_store() {
     );
 }
 
-/// A store that accepts every commit and remembers nothing, written without
-/// the `async-trait` macro (not a dev-dependency) by boxing futures by hand.
-mod async_trait_free {
-    use std::future::Future;
-    use std::pin::Pin;
-
+/// A store that accepts every commit and remembers nothing.
+mod forgetful {
     use guestpass::directory::{
         AddressThrottle, DirectoryStore, InvitationRecord, PasscodeRecord, RedemptionSession, UserRecord,
         Versioned, WriteBatch,
@@ -96,97 +92,67 @@ mod async_trait_free {
     use guestpass::id::Id;
     use guestpass::secret::Digest;
 
-    type Fut<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
-
     /// Forgets everything.
     #[derive(Debug, Default)]
     pub struct Forgetful;
 
+    #[async_trait::async_trait]
     impl DirectoryStore for Forgetful {
-        fn user<'a, 'b, 'c>(&'a self, _t: &'b str, _id: Id) -> Fut<'c, Option<Versioned<UserRecord>>>
-        where
-            'a: 'c,
-            'b: 'c,
-        {
-            Box::pin(async { Ok(None) })
+        async fn user(&self, _t: &str, _id: Id) -> Result<Option<Versioned<UserRecord>>, StoreError> {
+            Ok(None)
         }
 
-        fn user_by_mail<'a, 'b, 'd, 'c>(
-            &'a self,
-            _t: &'b str,
-            _k: &'d str,
-        ) -> Fut<'c, Option<Versioned<UserRecord>>>
-        where
-            'a: 'c,
-            'b: 'c,
-            'd: 'c,
-        {
-            Box::pin(async { Ok(None) })
+        async fn user_by_mail(
+            &self,
+            _t: &str,
+            _k: &str,
+        ) -> Result<Option<Versioned<UserRecord>>, StoreError> {
+            Ok(None)
         }
 
-        fn user_by_identity<'a, 'b, 'd, 'e, 'c>(
-            &'a self,
-            _t: &'b str,
-            _i: &'d str,
-            _s: &'e str,
-        ) -> Fut<'c, Option<Versioned<UserRecord>>>
-        where
-            'a: 'c,
-            'b: 'c,
-            'd: 'c,
-            'e: 'c,
-        {
-            Box::pin(async { Ok(None) })
+        async fn user_by_identity(
+            &self,
+            _t: &str,
+            _i: &str,
+            _s: &str,
+        ) -> Result<Option<Versioned<UserRecord>>, StoreError> {
+            Ok(None)
         }
 
-        fn users<'a, 'b, 'c>(&'a self, _t: &'b str) -> Fut<'c, Vec<UserRecord>>
-        where
-            'a: 'c,
-            'b: 'c,
-        {
-            Box::pin(async { Ok(Vec::new()) })
+        async fn users(&self, _t: &str) -> Result<Vec<UserRecord>, StoreError> {
+            Ok(Vec::new())
         }
 
-        fn invitation<'a, 'c>(&'a self, _id: Id) -> Fut<'c, Option<Versioned<InvitationRecord>>>
-        where
-            'a: 'c,
-        {
-            Box::pin(async { Ok(None) })
+        async fn invitation(&self, _id: Id) -> Result<Option<Versioned<InvitationRecord>>, StoreError> {
+            Ok(None)
         }
 
-        fn session<'a, 'b, 'c>(&'a self, _h: &'b Digest) -> Fut<'c, Option<Versioned<RedemptionSession>>>
-        where
-            'a: 'c,
-            'b: 'c,
-        {
-            Box::pin(async { Ok(None) })
+        async fn session(&self, _h: &Digest) -> Result<Option<Versioned<RedemptionSession>>, StoreError> {
+            Ok(None)
         }
 
-        fn passcode<'a, 'c>(&'a self, _id: Id) -> Fut<'c, Option<Versioned<PasscodeRecord>>>
-        where
-            'a: 'c,
-        {
-            Box::pin(async { Ok(None) })
+        async fn passcode(&self, _id: Id) -> Result<Option<Versioned<PasscodeRecord>>, StoreError> {
+            Ok(None)
         }
 
-        fn throttle<'a, 'b, 'd, 'c>(
-            &'a self,
-            _t: &'b str,
-            _k: &'d str,
-        ) -> Fut<'c, Option<Versioned<AddressThrottle>>>
-        where
-            'a: 'c,
-            'b: 'c,
-            'd: 'c,
-        {
-            Box::pin(async { Ok(None) })
+        async fn throttle(
+            &self,
+            _t: &str,
+            _k: &str,
+        ) -> Result<Option<Versioned<AddressThrottle>>, StoreError> {
+            Ok(None)
         }
 
-        fn commit<'a, 'c>(&'a self, _batch: WriteBatch) -> Fut<'c, ()>
-        where
-            'a: 'c,
-        {
-            Box::pin(async { Ok(()) })
+        async fn commit(&self, _batch: WriteBatch) -> Result<(), StoreError> {
+            Ok(())
+        }
+
+        async fn purge_expired(
+            &self,
+            _now: time::OffsetDateTime,
+            _limit: u32,
+        ) -> Result<guestpass::directory::PurgeReport, StoreError> {
+            Ok(guestpass::directory::PurgeReport::default())
         }
     }
 }

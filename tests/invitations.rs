@@ -37,10 +37,6 @@ fn set(names: &[&str]) -> BTreeSet<String> {
     names.iter().map(|s| (*s).to_owned()).collect()
 }
 
-fn request(email: &str) -> InvitationRequest {
-    InvitationRequest::new(email, REDIRECT)
-}
-
 fn with_info(email: &str, info: InvitedUserMessageInfo) -> InvitationRequest {
     let mut r = request(email);
     r.invited_user_message_info = Some(info);
@@ -66,7 +62,12 @@ fn invalid_field(e: &Error) -> &'static str {
 /// A harness with one invitation already in the store, so "unchanged" checks
 /// compare a non-empty directory.
 async fn seeded() -> Harness {
-    let h = Harness::new();
+    seeded_with(|b| b).await
+}
+
+/// As [`seeded`], with the builder adjusted by `f`.
+async fn seeded_with(f: impl FnOnce(GuestPassBuilder) -> GuestPassBuilder) -> Harness {
+    let h = Harness::with(f);
     h.invite("existing@fabrikam.example").await;
     h
 }
@@ -312,9 +313,7 @@ async fn invalid_addresses_give_an_email_error_naming_the_problem() {
         (too_long.as_str(), EmailError::TooLong { max: 320 }),
     ];
     for (input, want) in cases {
-        let e = h
-            .fails_unchanged(input, h.gp.invite(&Inviter::admin(None), request(input)))
-            .await;
+        let e = h.fails_unchanged(input, h.invite_untracked(request(input))).await;
         assert_eq!(e, Error::Email(want.clone()), "{input}");
         assert_eq!(e.to_string(), format!("invalid email address: {want}"));
         assert_eq!(e.status().as_u16(), 400);
@@ -327,9 +326,7 @@ async fn invalid_addresses_give_an_email_error_naming_the_problem() {
         "alice@-fabrikam.example",
         "alice@fabrikam..example",
     ] {
-        let e = h
-            .fails_unchanged(input, h.gp.invite(&Inviter::admin(None), request(input)))
-            .await;
+        let e = h.fails_unchanged(input, h.invite_untracked(request(input))).await;
         assert!(
             matches!(e, Error::Email(EmailError::InvalidDomain { .. })),
             "{input}: {e:?}"
@@ -337,15 +334,14 @@ async fn invalid_addresses_give_an_email_error_naming_the_problem() {
         assert!(e.to_string().contains("domain"), "{e}");
     }
     for input in ["", "   "] {
-        let e = h
-            .fails_unchanged(input, h.gp.invite(&Inviter::admin(None), request(input)))
-            .await;
-        assert_eq!(
-            e,
+        h.fails_unchanged_with(
+            input,
+            h.invite_untracked(request(input)),
             Error::Input(InputError::Missing {
-                field: "invitedUserEmailAddress"
-            })
-        );
+                field: "invitedUserEmailAddress",
+            }),
+        )
+        .await;
     }
 }
 
@@ -356,18 +352,22 @@ fn deny(rules: &[&str]) -> CollaborationSettings {
     }
 }
 
+fn allow_invites_from(who: AllowInvitesFrom) -> CollaborationSettings {
+    CollaborationSettings {
+        allow_invites_from: who,
+        ..CollaborationSettings::default()
+    }
+}
+
 #[tokio::test]
 async fn denied_domains_are_refused_by_whole_labels() {
-    let h = Harness::with(|b| b.collaboration(deny(&["example.com", "*.corp.example"])));
-    h.invite("existing@fabrikam.example").await;
+    let h = seeded_with(|b| b.collaboration(deny(&["example.com", "*.corp.example"]))).await;
     for (email, domain) in [
         ("bob@example.com", "example.com"),
         ("bob@EXAMPLE.COM", "example.com"),
         ("bob@eu.corp.example", "eu.corp.example"),
     ] {
-        let e = h
-            .fails_unchanged(email, h.gp.invite(&Inviter::admin(None), request(email)))
-            .await;
+        let e = h.fails_unchanged(email, h.invite_untracked(request(email))).await;
         assert_eq!(
             e,
             Error::Denied(Denied::DomainNotAllowed {
@@ -399,9 +399,7 @@ async fn idn_domains_compare_as_a_labels() {
         "x@xn--bcher-kva.example",
         "x@XN--BCHER-KVA.EXAMPLE",
     ] {
-        let e = h
-            .fails_unchanged(email, h.gp.invite(&Inviter::admin(None), request(email)))
-            .await;
+        let e = h.fails_unchanged(email, h.invite_untracked(request(email))).await;
         assert_eq!(
             e,
             Error::Denied(Denied::DomainNotAllowed {
@@ -417,7 +415,7 @@ async fn idn_domains_compare_as_a_labels() {
     let e = h
         .fails_unchanged(
             "u-label address",
-            h.gp.invite(&Inviter::admin(None), request("juergen@Bücher.example")),
+            h.invite_untracked(request("juergen@Bücher.example")),
         )
         .await;
     assert!(matches!(e, Error::Denied(Denied::DomainNotAllowed { .. })));
@@ -429,30 +427,21 @@ async fn idn_domains_compare_as_a_labels() {
         })
     });
     h.invite("x@XN--BCHER-KVA.example").await;
-    let e = h
-        .fails_unchanged(
-            "not on the allow list",
-            h.gp.invite(&Inviter::admin(None), request("x@fabrikam.example")),
-        )
-        .await;
-    assert_eq!(
-        e,
+    h.fails_unchanged_with(
+        "not on the allow list",
+        h.invite_untracked(request("x@fabrikam.example")),
         Error::Denied(Denied::DomainNotAllowed {
-            domain: "fabrikam.example".into()
-        })
-    );
+            domain: "fabrikam.example".into(),
+        }),
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn inviters_outside_allow_invites_from_are_refused() {
     let who = |role| Inviter { id: None, role };
-    let h = Harness::with(|b| {
-        b.collaboration(CollaborationSettings {
-            allow_invites_from: AllowInvitesFrom::AdminsAndGuestInviters,
-            ..CollaborationSettings::default()
-        })
-    });
-    h.invite("existing@fabrikam.example").await;
+    let h =
+        seeded_with(|b| b.collaboration(allow_invites_from(AllowInvitesFrom::AdminsAndGuestInviters))).await;
     for role in [InviterRole::Member, InviterRole::Guest] {
         let e = h
             .fails_unchanged("member", h.gp.invite(&who(role), request(ALICE)))
@@ -463,32 +452,25 @@ async fn inviters_outside_allow_invites_from_are_refused() {
         .await
         .unwrap();
 
-    let h = Harness::with(|b| {
-        b.collaboration(CollaborationSettings {
-            allow_invites_from: AllowInvitesFrom::None,
-            ..CollaborationSettings::default()
-        })
-    });
-    let e = h
-        .fails_unchanged(
-            "admin under none",
-            h.gp.invite(&Inviter::admin(None), request(ALICE)),
-        )
-        .await;
-    assert_eq!(e, Error::Denied(Denied::InviterNotAllowed));
+    let h = Harness::with(|b| b.collaboration(allow_invites_from(AllowInvitesFrom::None)));
+    h.fails_unchanged_with(
+        "admin under none",
+        h.invite_untracked(request(ALICE)),
+        Error::Denied(Denied::InviterNotAllowed),
+    )
+    .await;
 
     // Default settings: members may, guests may not.
     let h = Harness::new();
     h.invite_as(&who(InviterRole::Member), request(ALICE))
         .await
         .unwrap();
-    let e = h
-        .fails_unchanged(
-            "guest by default",
-            h.gp.invite(&who(InviterRole::Guest), request("bob@fabrikam.example")),
-        )
-        .await;
-    assert_eq!(e, Error::Denied(Denied::InviterNotAllowed));
+    h.fails_unchanged_with(
+        "guest by default",
+        h.gp.invite(&who(InviterRole::Guest), request("bob@fabrikam.example")),
+        Error::Denied(Denied::InviterNotAllowed),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -503,10 +485,7 @@ async fn redirect_urls_must_be_registered_exactly() {
         "http://app.contoso.example/",
     ] {
         let e = h
-            .fails_unchanged(
-                url,
-                h.gp.invite(&Inviter::admin(None), InvitationRequest::new(ALICE, url)),
-            )
+            .fails_unchanged(url, h.invite_untracked(InvitationRequest::new(ALICE, url)))
             .await;
         assert_eq!(
             e,
@@ -514,22 +493,18 @@ async fn redirect_urls_must_be_registered_exactly() {
             "{url}"
         );
     }
-    let e = h
-        .fails_unchanged(
-            "empty redirect",
-            h.gp.invite(&Inviter::admin(None), InvitationRequest::new(ALICE, "")),
-        )
-        .await;
-    assert_eq!(
-        e,
+    h.fails_unchanged_with(
+        "empty redirect",
+        h.invite_untracked(InvitationRequest::new(ALICE, "")),
         Error::Input(InputError::Missing {
-            field: "inviteRedirectUrl"
-        })
-    );
+            field: "inviteRedirectUrl",
+        }),
+    )
+    .await;
     let e = h
         .fails_unchanged(
             "not a url",
-            h.gp.invite(&Inviter::admin(None), InvitationRequest::new(ALICE, "not a url")),
+            h.invite_untracked(InvitationRequest::new(ALICE, "not a url")),
         )
         .await;
     assert_eq!(invalid_field(&e), "inviteRedirectUrl");
@@ -538,11 +513,7 @@ async fn redirect_urls_must_be_registered_exactly() {
 #[tokio::test]
 async fn bad_fields_give_an_input_error_naming_the_field() {
     let h = seeded().await;
-    let display = |name: String| {
-        let mut r = request(ALICE);
-        r.invited_user_display_name = Some(name);
-        r
-    };
+    let display = |name: String| named_request(ALICE, &name);
     let body = |text: String| {
         with_info(
             ALICE,
@@ -661,9 +632,7 @@ async fn bad_fields_give_an_input_error_naming_the_field() {
         ("six sponsors", too_many_sponsors, "invitedUserSponsors"),
     ];
     for (what, req, field) in cases {
-        let e = h
-            .fails_unchanged(what, h.gp.invite(&Inviter::admin(None), req))
-            .await;
+        let e = h.fails_unchanged(what, h.invite_untracked(req)).await;
         assert_eq!(invalid_field(&e), field, "{what}");
         assert!(e.to_string().contains(&format!("`{field}`")), "{what}: {e}");
         assert_eq!(e.status().as_u16(), 400, "{what}");
@@ -705,9 +674,12 @@ async fn the_message_body_is_escaped_in_html_and_verbatim_in_text() {
     assert!(mail.html_body.contains("&amp;"));
     assert!(mail.html_body.contains("&lt;script&gt;alert(&quot;x&quot;)"));
     // The display name is text in HTML too.
-    let mut req = request("bob@fabrikam.example");
-    req.invited_user_display_name = Some("<img src=x onerror=alert(1)>".into());
-    h.invite_request(req).await.unwrap();
+    h.invite_request(named_request(
+        "bob@fabrikam.example",
+        "<img src=x onerror=alert(1)>",
+    ))
+    .await
+    .unwrap();
     let mail = h.last_mail(MessageKind::Invitation, "bob@fabrikam.example");
     assert!(!mail.html_body.contains("<img"));
 }
@@ -798,12 +770,7 @@ async fn one_cc_recipient_gets_a_copy_without_the_link() {
     }
     // Nobody but the guest gets the passcode, in the invitation's language.
     h.start(&ticket).await;
-    let passcode_mails: Vec<_> = h
-        .outbox
-        .messages()
-        .into_iter()
-        .filter(|m| m.kind == MessageKind::Passcode)
-        .collect();
+    let passcode_mails = h.mails_of(MessageKind::Passcode);
     assert_eq!(passcode_mails.len(), 1);
     assert_eq!(passcode_mails[0].to.address.as_str(), ALICE);
     assert_eq!(passcode_mails[0].language, "nl-NL");
@@ -811,29 +778,21 @@ async fn one_cc_recipient_gets_a_copy_without_the_link() {
 
 #[tokio::test]
 async fn a_cc_recipient_in_a_denied_domain_is_refused() {
-    let h = Harness::with(|b| b.collaboration(deny(&["example.com"])));
-    h.invite("existing@fabrikam.example").await;
-    let e = h
-        .fails_unchanged(
-            "cc to a denied domain",
-            h.gp.invite(
-                &Inviter::admin(None),
-                with_info(
-                    ALICE,
-                    InvitedUserMessageInfo {
-                        cc_recipients: vec![recipient("spy@Example.COM", None)],
-                        ..InvitedUserMessageInfo::default()
-                    },
-                ),
-            ),
-        )
-        .await;
-    assert_eq!(
-        e,
+    let h = seeded_with(|b| b.collaboration(deny(&["example.com"]))).await;
+    h.fails_unchanged_with(
+        "cc to a denied domain",
+        h.invite_untracked(with_info(
+            ALICE,
+            InvitedUserMessageInfo {
+                cc_recipients: vec![recipient("spy@Example.COM", None)],
+                ..InvitedUserMessageInfo::default()
+            },
+        )),
         Error::Denied(Denied::DomainNotAllowed {
-            domain: "example.com".into()
-        })
-    );
+            domain: "example.com".into(),
+        }),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -841,17 +800,11 @@ async fn a_mail_failure_leaves_the_store_unchanged() {
     let h = seeded().await;
     h.outbox.fail_next(1);
     let e = h
-        .fails_unchanged("new guest", h.gp.invite(&Inviter::admin(None), request(ALICE)))
+        .fails_unchanged("new guest", h.invite_untracked(request(ALICE)))
         .await;
     assert!(matches!(e, Error::Mail(MailError::Transport { .. })), "{e:?}");
     assert_eq!(e.status().as_u16(), 502);
-    assert!(
-        h.gp.users()
-            .await
-            .unwrap()
-            .iter()
-            .all(|u| u.mail.as_ref().unwrap().as_str() != ALICE)
-    );
+    assert!(h.user_mails().await.iter().all(|m| m != ALICE));
     // The call can simply be repeated.
     let (inv, ticket) = h.invite_with_ticket(ALICE).await;
     assert!(h.audit_kinds().contains(&AuditKind::Invited {
@@ -867,7 +820,7 @@ async fn a_mail_failure_leaves_the_store_unchanged() {
     assert!(matches!(e, Error::Mail(_)));
     h.outbox.fail_next(1);
     let e = h
-        .fails_unchanged("re-invite", h.gp.invite(&Inviter::admin(None), request(ALICE)))
+        .fails_unchanged("re-invite", h.invite_untracked(request(ALICE)))
         .await;
     assert!(matches!(e, Error::Mail(_)));
     h.redeem(&ticket, ALICE).await;
@@ -880,39 +833,28 @@ async fn a_reset_onto_another_guests_address_is_refused_without_mail() {
     let h = Harness::new();
     let alice = h.invite("alice@fabrikam.example").await;
     h.invite("bob@fabrikam.example").await;
-    let mut req = request("bob@fabrikam.example");
-    req.reset_redemption = true;
-    req.invited_user = Some(ObjectRef {
-        id: alice.invited_user.id,
-    });
-    let e = h
-        .fails_unchanged("reset onto bob", h.gp.invite(&Inviter::admin(None), req))
-        .await;
-    assert_eq!(
-        e,
+    h.fails_unchanged_with(
+        "reset onto bob",
+        h.invite_untracked(reset_request("bob@fabrikam.example", alice.invited_user.id)),
         Error::Store(guestpass::error::StoreError::Duplicate {
             constraint: "user mail",
-            key: "bob@fabrikam.example".into()
-        })
-    );
+            key: "bob@fabrikam.example".into(),
+        }),
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn resetting_an_unknown_user_is_not_found_whatever_the_address() {
     let h = Harness::new();
     h.invite("bob@fabrikam.example").await;
-    let mut req = request("bob@fabrikam.example");
-    req.reset_redemption = true;
-    req.invited_user = Some(ObjectRef {
-        id: "0f8fad5b-d9cb-469f-a165-70867728950e".parse().unwrap(),
-    });
-    let e = h
-        .fails_unchanged(
-            "reset of an unknown user",
-            h.gp.invite(&Inviter::admin(None), req),
-        )
-        .await;
-    assert_eq!(e, Error::NotFound { what: "user" });
+    let ghost = "0f8fad5b-d9cb-469f-a165-70867728950e".parse().unwrap();
+    h.fails_unchanged_with(
+        "reset of an unknown user",
+        h.invite_untracked(reset_request("bob@fabrikam.example", ghost)),
+        Error::NotFound { what: "user" },
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -1184,10 +1126,8 @@ async fn concurrent_invites_of_one_address_leave_one_guest_and_one_live_link() {
     let live = user.active_invitation.expect("a pending invitation");
     // Every mailed link but one redeems nothing.
     let tickets: Vec<String> = h
-        .outbox
-        .messages()
+        .mails_of(MessageKind::Invitation)
         .iter()
-        .filter(|m| m.kind == MessageKind::Invitation)
         .map(|m| ticket_from_link(m.link_starting_with(BASE_URL).unwrap()))
         .collect();
     assert_eq!(tickets.len(), 32, "each call mailed before it wrote");

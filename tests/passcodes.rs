@@ -15,7 +15,7 @@ use guestpass::directory::SessionStep;
 use guestpass::error::{PasscodeError, RedemptionError, StoreError};
 use guestpass::idp::PasscodePolicy;
 use guestpass::mail::MessageKind;
-use guestpass::{ConsentDecision, Error, Finished, InvitationRequest, RedemptionStep};
+use guestpass::{ConsentDecision, Error, RedemptionStep};
 use time::Duration;
 
 const ALICE: &str = "alice@fabrikam.example";
@@ -25,16 +25,54 @@ fn passcode(e: PasscodeError) -> Error {
     Error::Passcode(e)
 }
 
-fn is_consent(step: &RedemptionStep) -> bool {
-    matches!(step, RedemptionStep::Consent { .. })
+/// Permissive sends, and the address locks after `failures` wrong tries
+/// in a row.
+fn locking_after(failures: u32) -> PasscodePolicy {
+    PasscodePolicy {
+        max_consecutive_failures: failures,
+        ..permissive_policy()
+    }
+}
+
+/// Resends the session's passcode, which must go out to Alice.
+async fn resend_to_alice(h: &Harness, handle: &str) {
+    let step = h.resend_passcode(handle).await.unwrap();
+    assert_eq!(
+        step,
+        RedemptionStep::EnterPasscode {
+            sent_to: ALICE.to_owned()
+        }
+    );
+}
+
+/// Mails a new code to Alice and submits one wrong guess at it, which must
+/// lock her address; returns the new (right) code.
+async fn resend_and_lock_with_a_wrong_code(h: &Harness, handle: &str) -> String {
+    h.resend_passcode(handle).await.unwrap();
+    let code = h.code_for(ALICE);
+    let r = h.gp.submit_passcode(handle, &wrong_code(&code)).await;
+    assert_eq!(r, Err(passcode(PasscodeError::AddressLocked)));
+    code
+}
+
+/// While the address is locked, neither the right code nor a resend gets
+/// through, and refusing them writes nothing.
+async fn assert_locked_out(h: &Harness, handle: &str, code: &str) {
+    let locked = passcode(PasscodeError::AddressLocked);
+    h.fails_unchanged_with(
+        "right code when locked",
+        h.gp.submit_passcode(handle, code),
+        locked.clone(),
+    )
+    .await;
+    h.fails_unchanged_with("resend when locked", h.resend_passcode(handle), locked)
+        .await;
 }
 
 #[tokio::test]
 async fn five_wrong_codes_burn_the_code_and_a_new_one_works() {
     let h = Harness::new();
-    let (_, ticket) = h.invite_with_ticket(ALICE).await;
-    let handle = h.start(&ticket).await;
-    let code = h.code_for(ALICE);
+    let (_, handle, code) = h.invite_and_start(ALICE).await;
     let wrong = wrong_code(&code);
     for remaining in (1..=4).rev() {
         let r = h.gp.submit_passcode(&handle, &wrong).await;
@@ -46,28 +84,21 @@ async fn five_wrong_codes_burn_the_code_and_a_new_one_works() {
 
     // The right code is refused now, and again; refusing writes nothing.
     for _ in 0..2 {
-        let e = h
-            .fails_unchanged("right code after the limit", h.gp.submit_passcode(&handle, &code))
-            .await;
-        assert_eq!(e, passcode(PasscodeError::TooManyAttempts));
+        h.fails_unchanged_with(
+            "right code after the limit",
+            h.gp.submit_passcode(&handle, &code),
+            passcode(PasscodeError::TooManyAttempts),
+        )
+        .await;
     }
-    assert_eq!(
-        h.session(&handle).await.unwrap().value.step,
-        SessionStep::AwaitingPasscode
-    );
+    assert_eq!(h.session_step(&handle).await, SessionStep::AwaitingPasscode);
 
     // A new code (the address is far under its limit) works; the failure
     // count survived the new code and is cleared by the success.
     h.clock.advance(Duration::seconds(31));
-    let step = h.resend_passcode(&handle).await.unwrap();
+    resend_to_alice(&h, &handle).await;
     assert_eq!(
-        step,
-        RedemptionStep::EnterPasscode {
-            sent_to: ALICE.to_owned()
-        }
-    );
-    assert_eq!(
-        h.throttle(ALICE).await.unwrap().value.consecutive_failures,
+        h.consecutive_failures(ALICE).await,
         5,
         "a new code does not reset the failure count"
     );
@@ -84,45 +115,24 @@ async fn five_wrong_codes_burn_the_code_and_a_new_one_works() {
             "{e:?}"
         );
     }
-    let step = h.gp.submit_passcode(&handle, &new_code).await.unwrap();
-    assert!(is_consent(&step));
-    assert_eq!(h.throttle(ALICE).await.unwrap().value.consecutive_failures, 0);
+    h.submit_to_consent(&handle, &new_code).await;
+    assert_eq!(h.consecutive_failures(ALICE).await, 0);
 }
 
 #[tokio::test]
 async fn a_new_code_helps_only_while_the_address_is_under_its_limit() {
-    let policy = PasscodePolicy {
-        max_consecutive_failures: 10,
-        ..permissive_policy()
-    };
-    let h = Harness::with(|b| b.passcode_policy(policy));
+    let h = Harness::with(|b| b.passcode_policy(locking_after(10)));
     let (_, ticket) = h.invite_with_ticket(ALICE).await;
     let handle = h.start(&ticket).await;
     // Code 1: five wrong (5 failures).
-    let code = h.code_for(ALICE);
-    for _ in 0..5 {
-        assert!(h.gp.submit_passcode(&handle, &wrong_code(&code)).await.is_err());
-    }
+    h.submit_wrong_codes(&handle, ALICE, 5).await;
     // Code 2: four wrong (9 failures); still under the limit, so a code is sent.
     h.resend_passcode(&handle).await.unwrap();
-    let code = h.code_for(ALICE);
-    for _ in 0..4 {
-        assert!(h.gp.submit_passcode(&handle, &wrong_code(&code)).await.is_err());
-    }
-    h.resend_passcode(&handle).await.unwrap();
+    h.submit_wrong_codes(&handle, ALICE, 4).await;
     // Code 3: the first wrong try is the tenth failure: locked.
-    let code = h.code_for(ALICE);
-    let r = h.gp.submit_passcode(&handle, &wrong_code(&code)).await;
-    assert_eq!(r, Err(passcode(PasscodeError::AddressLocked)));
+    let code = resend_and_lock_with_a_wrong_code(&h, &handle).await;
     assert_eq!(h.session_passcode(&handle).await.value.attempts, 1);
-    let e = h
-        .fails_unchanged("right code when locked", h.gp.submit_passcode(&handle, &code))
-        .await;
-    assert_eq!(e, passcode(PasscodeError::AddressLocked));
-    let e = h
-        .fails_unchanged("resend when locked", h.resend_passcode(&handle))
-        .await;
-    assert_eq!(e, passcode(PasscodeError::AddressLocked));
+    assert_locked_out(&h, &handle, &code).await;
 }
 
 #[tokio::test]
@@ -138,10 +148,7 @@ async fn a_code_from_another_session_is_refused_and_does_not_advance() {
     assert_ne!(alice_code, bob_code);
     let r = h.gp.submit_passcode(&alice, &bob_code).await;
     assert_eq!(r, Err(passcode(PasscodeError::Incorrect { remaining: 4 })));
-    assert_eq!(
-        h.session(&alice).await.unwrap().value.step,
-        SessionStep::AwaitingPasscode
-    );
+    assert_eq!(h.session_step(&alice).await, SessionStep::AwaitingPasscode);
     // Bob's code was not consumed by the attempt, nor Alice's session by it.
     assert_eq!(h.session_passcode(&bob).await.value.attempts, 0);
     assert!(!h.session_passcode(&bob).await.value.consumed);
@@ -153,20 +160,13 @@ async fn a_code_from_another_session_is_refused_and_does_not_advance() {
     assert_ne!(alice2_code, alice_code);
     let r = h.gp.submit_passcode(&alice, &alice2_code).await;
     assert_eq!(r, Err(passcode(PasscodeError::Incorrect { remaining: 3 })));
-    assert_eq!(
-        h.session(&alice).await.unwrap().value.step,
-        SessionStep::AwaitingPasscode
-    );
+    assert_eq!(h.session_step(&alice).await, SessionStep::AwaitingPasscode);
     assert!(!h.session_passcode(&alice2).await.value.consumed);
 
     // Each code still opens its own session.
-    assert!(is_consent(&h.gp.submit_passcode(&bob, &bob_code).await.unwrap()));
-    assert!(is_consent(
-        &h.gp.submit_passcode(&alice2, &alice2_code).await.unwrap()
-    ));
-    assert!(is_consent(
-        &h.gp.submit_passcode(&alice, &alice_code).await.unwrap()
-    ));
+    h.submit_to_consent(&bob, &bob_code).await;
+    h.submit_to_consent(&alice2, &alice2_code).await;
+    h.submit_to_consent(&alice, &alice_code).await;
 }
 
 #[tokio::test]
@@ -179,64 +179,39 @@ async fn one_hundred_failures_across_codes_lock_the_address_until_a_reset() {
         if i > 0 {
             h.resend_passcode(&handle).await.unwrap();
         }
-        let code = h.code_for(ALICE);
-        for _ in 0..5 {
-            let r = h.gp.submit_passcode(&handle, &wrong_code(&code)).await;
+        for e in h.submit_wrong_codes(&handle, ALICE, 5).await {
             assert!(
                 matches!(
-                    r,
-                    Err(Error::Passcode(
-                        PasscodeError::Incorrect { .. } | PasscodeError::TooManyAttempts
-                    ))
+                    e,
+                    Error::Passcode(PasscodeError::Incorrect { .. } | PasscodeError::TooManyAttempts)
                 ),
-                "{r:?}"
+                "{e:?}"
             );
         }
     }
-    assert_eq!(h.throttle(ALICE).await.unwrap().value.consecutive_failures, 95);
+    assert_eq!(h.consecutive_failures(ALICE).await, 95);
     // Code 20: four wrong (99).
     h.resend_passcode(&handle).await.unwrap();
-    let code = h.code_for(ALICE);
-    for _ in 0..4 {
-        assert!(h.gp.submit_passcode(&handle, &wrong_code(&code)).await.is_err());
-    }
+    h.submit_wrong_codes(&handle, ALICE, 4).await;
     // Code 21 is still sent (99 < 100); its first wrong try locks.
-    h.resend_passcode(&handle).await.unwrap();
-    let code = h.code_for(ALICE);
-    let r = h.gp.submit_passcode(&handle, &wrong_code(&code)).await;
-    assert_eq!(r, Err(passcode(PasscodeError::AddressLocked)));
-    assert_eq!(h.throttle(ALICE).await.unwrap().value.consecutive_failures, 100);
-    let locked_events = h
-        .audit_kinds()
-        .into_iter()
-        .filter(|k| *k == AuditKind::AddressLocked)
-        .count();
-    assert_eq!(locked_events, 1);
+    let code = resend_and_lock_with_a_wrong_code(&h, &handle).await;
+    assert_eq!(h.consecutive_failures(ALICE).await, 100);
+    assert_eq!(h.count_audit(|k| *k == AuditKind::AddressLocked), 1);
 
     // Locked: the right code, a new code, a new session are all refused.
-    let e = h
-        .fails_unchanged("right code when locked", h.gp.submit_passcode(&handle, &code))
-        .await;
-    assert_eq!(e, passcode(PasscodeError::AddressLocked));
-    let e = h
-        .fails_unchanged("resend when locked", h.resend_passcode(&handle))
-        .await;
-    assert_eq!(e, passcode(PasscodeError::AddressLocked));
+    assert_locked_out(&h, &handle, &code).await;
     h.clock.advance(Duration::days(1));
     let e = h
-        .fails_unchanged("new session when locked", h.gp.start_redemption(&ticket))
+        .fails_unchanged_with(
+            "new session when locked",
+            h.gp.start_redemption(&ticket),
+            passcode(PasscodeError::AddressLocked),
+        )
         .await;
-    assert_eq!(e, passcode(PasscodeError::AddressLocked));
     assert_eq!(e.status().as_u16(), 429);
 
     // An administrator's reset lifts it.
-    let mut req = InvitationRequest::new(ALICE, REDIRECT);
-    req.reset_redemption = true;
-    req.invited_user = Some(guestpass::directory::ObjectRef {
-        id: inv.invited_user.id,
-    });
-    h.invite_request(req).await.unwrap();
-    let new_ticket = h.ticket_for(ALICE);
+    let (_, new_ticket) = h.reset(inv.invited_user.id, ALICE).await;
     let done = h.redeem(&new_ticket, ALICE).await;
     assert_eq!(done.user.id, inv.invited_user.id);
 }
@@ -247,14 +222,15 @@ async fn sends_are_rate_limited_per_address() {
     let (_, ticket) = h.invite_with_ticket(ALICE).await;
     let first = h.start(&ticket).await;
     h.clock.advance(Duration::seconds(10));
-    let e = h
-        .fails_unchanged("second start within 30 s", h.gp.start_redemption(&ticket))
+    let limited = passcode(PasscodeError::RateLimited { retry_after_secs: 20 });
+    h.fails_unchanged_with(
+        "second start within 30 s",
+        h.gp.start_redemption(&ticket),
+        limited.clone(),
+    )
+    .await;
+    h.fails_unchanged_with("resend within 30 s", h.resend_passcode(&first), limited)
         .await;
-    assert_eq!(e, passcode(PasscodeError::RateLimited { retry_after_secs: 20 }));
-    let e = h
-        .fails_unchanged("resend within 30 s", h.resend_passcode(&first))
-        .await;
-    assert_eq!(e, passcode(PasscodeError::RateLimited { retry_after_secs: 20 }));
     h.clock.advance(Duration::seconds(20));
     h.start(&ticket).await;
 
@@ -273,72 +249,62 @@ async fn sends_are_rate_limited_per_address() {
     );
     h.clock.advance(Duration::hours(1));
     h.start(&ticket).await;
-    let passcode_mails = h
-        .outbox
-        .messages()
-        .iter()
-        .filter(|m| m.kind == MessageKind::Passcode)
-        .count();
-    assert_eq!(passcode_mails, 6);
+    assert_eq!(h.mails_of(MessageKind::Passcode).len(), 6);
 }
 
 #[tokio::test]
 async fn an_expired_code_is_refused() {
     let h = Harness::new();
-    let (_, ticket) = h.invite_with_ticket(ALICE).await;
-    let handle = h.start(&ticket).await;
-    let code = h.code_for(ALICE);
+    let (_, handle, code) = h.invite_and_start(ALICE).await;
     h.clock.advance(Duration::minutes(10));
-    let e = h
-        .fails_unchanged("expired code", h.gp.submit_passcode(&handle, &code))
-        .await;
-    assert_eq!(e, passcode(PasscodeError::Expired));
+    h.fails_unchanged_with(
+        "expired code",
+        h.gp.submit_passcode(&handle, &code),
+        passcode(PasscodeError::Expired),
+    )
+    .await;
     // A fresh code works.
     h.resend_passcode(&handle).await.unwrap();
-    let step = h.gp.submit_passcode(&handle, &h.code_for(ALICE)).await.unwrap();
-    assert!(is_consent(&step));
+    h.submit_to_consent(&handle, &h.code_for(ALICE)).await;
 }
 
 #[tokio::test]
 async fn a_used_code_and_malformed_input_change_nothing() {
     let h = Harness::new();
-    let (_, ticket) = h.invite_with_ticket(ALICE).await;
-    let handle = h.start(&ticket).await;
-    let code = h.code_for(ALICE);
+    let (_, handle, code) = h.invite_and_start(ALICE).await;
     for bad in ["", "1234", "abcdefgh", "123456789", "１２３４５６７８"] {
         let e = h.fails_unchanged(bad, h.gp.submit_passcode(&handle, bad)).await;
         assert_eq!(e, passcode(PasscodeError::Malformed), "{bad:?}");
     }
     h.gp.submit_passcode(&handle, &code).await.unwrap();
-    let e = h
-        .fails_unchanged("code again", h.gp.submit_passcode(&handle, &code))
-        .await;
-    assert_eq!(
-        e,
+    h.fails_unchanged_with(
+        "code again",
+        h.gp.submit_passcode(&handle, &code),
         Error::Redemption(RedemptionError::WrongStep {
             expected: "passcode",
-            actual: "consent"
-        })
-    );
-    let e = h
-        .fails_unchanged("unknown handle", h.gp.submit_passcode("nope", &code))
-        .await;
-    assert_eq!(e, Error::Redemption(RedemptionError::UnknownSession));
-    let e = h
-        .fails_unchanged(
-            "oversized handle",
-            h.gp.submit_passcode(&"x".repeat(10_000), &code),
-        )
-        .await;
-    assert_eq!(e, Error::Redemption(RedemptionError::UnknownSession));
+            actual: "consent",
+        }),
+    )
+    .await;
+    let unknown = Error::Redemption(RedemptionError::UnknownSession);
+    h.fails_unchanged_with(
+        "unknown handle",
+        h.gp.submit_passcode("nope", &code),
+        unknown.clone(),
+    )
+    .await;
+    h.fails_unchanged_with(
+        "oversized handle",
+        h.gp.submit_passcode(&"x".repeat(10_000), &code),
+        unknown,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_wrong_guesses_never_exceed_five_attempts() {
     let h = Harness::racy(|b| b);
-    let (_, ticket) = h.invite_with_ticket(ALICE).await;
-    let handle = h.start(&ticket).await;
-    let code = h.code_for(ALICE);
+    let (_, handle, code) = h.invite_and_start(ALICE).await;
     let wrong = wrong_code(&code);
     let mut seen_remaining = Vec::new();
     let mut rounds = 0;
@@ -374,7 +340,7 @@ async fn concurrent_wrong_guesses_never_exceed_five_attempts() {
     assert_eq!(record.attempts, 5);
     assert!(!record.consumed);
     assert_eq!(
-        h.throttle(ALICE).await.unwrap().value.consecutive_failures,
+        h.consecutive_failures(ALICE).await,
         5,
         "each counted attempt counted once for the address"
     );
@@ -388,10 +354,12 @@ async fn concurrent_wrong_guesses_never_exceed_five_attempts() {
         .collect();
     failures.sort_unstable();
     assert_eq!(failures, vec![1, 2, 3, 4, 5]);
-    let e = h
-        .fails_unchanged("right code after racing", h.gp.submit_passcode(&handle, &code))
-        .await;
-    assert_eq!(e, passcode(PasscodeError::TooManyAttempts));
+    h.fails_unchanged_with(
+        "right code after racing",
+        h.gp.submit_passcode(&handle, &code),
+        passcode(PasscodeError::TooManyAttempts),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -414,7 +382,7 @@ async fn a_right_code_racing_wrong_ones_gets_in_only_within_the_limit() {
         })
         .await;
         let record = h.session_passcode(&handle).await.value;
-        let step = h.session(&handle).await.unwrap().value.step;
+        let step = h.session_step(&handle).await;
         let accepted = results.iter().filter(|r| r.is_ok()).count();
         assert!(accepted <= 1, "trial {trial}: {accepted} acceptances");
         assert!(record.attempts <= 5, "trial {trial}");
@@ -440,13 +408,10 @@ async fn a_right_code_racing_wrong_ones_gets_in_only_within_the_limit() {
 #[tokio::test]
 async fn codes_never_appear_in_audit_events_or_errors() {
     let h = Harness::new();
-    let (_, ticket) = h.invite_with_ticket(ALICE).await;
-    let handle = h.start(&ticket).await;
-    let code = h.code_for(ALICE);
+    let (ticket, handle, code) = h.invite_and_start(ALICE).await;
     let mut shown = Vec::new();
     let wrong = wrong_code(&code);
-    for _ in 0..5 {
-        let e = h.gp.submit_passcode(&handle, &wrong).await.unwrap_err();
+    for e in h.submit_wrong_codes(&handle, ALICE, 5).await {
         shown.push(format!("{e} {e:?}"));
     }
     let e = h.gp.submit_passcode(&handle, &code).await.unwrap_err();
@@ -489,12 +454,7 @@ async fn codes_go_to_the_stored_spelling_of_the_address() {
         second.invited_user_email_address.as_str(),
         "Alice@Fabrikam.Example"
     );
-    let invitation_mails: Vec<_> = h
-        .outbox
-        .messages()
-        .into_iter()
-        .filter(|m| m.kind == MessageKind::Invitation)
-        .collect();
+    let invitation_mails = h.mails_of(MessageKind::Invitation);
     assert_eq!(invitation_mails.len(), 2);
     for m in &invitation_mails {
         assert_eq!(m.to.address.as_str(), "Alice@Fabrikam.Example");
@@ -515,13 +475,7 @@ async fn codes_go_to_the_stored_spelling_of_the_address() {
     h.gp.submit_passcode(started.handle.expose(), &code)
         .await
         .unwrap();
-    let out =
-        h.gp.finish_redemption(started.handle.expose(), ConsentDecision::Accept)
-            .await
-            .unwrap();
-    let Finished::Redeemed(done) = out else {
-        panic!("declined")
-    };
+    let done = h.accept(started.handle.expose()).await;
     assert_eq!(
         done.user.mail.as_ref().unwrap().as_str(),
         "Alice@Fabrikam.Example"
@@ -532,10 +486,10 @@ async fn codes_go_to_the_stored_spelling_of_the_address() {
     );
 
     // A reset requested with yet another spelling keeps the stored one.
-    let mut req = InvitationRequest::new("ALICE@FABRIKAM.EXAMPLE", REDIRECT);
-    req.reset_redemption = true;
-    req.invited_user = Some(guestpass::directory::ObjectRef { id: done.user.id });
-    let reset = h.invite_request(req).await.unwrap();
+    let reset = h
+        .invite_request(reset_request("ALICE@FABRIKAM.EXAMPLE", done.user.id))
+        .await
+        .unwrap();
     assert_eq!(
         reset.invited_user_email_address.as_str(),
         "Alice@Fabrikam.Example"
@@ -576,15 +530,9 @@ async fn an_undelivered_code_keeps_the_session_and_counts_as_a_send() {
         other => panic!("expected PasscodeNotDelivered, got {other:?}"),
     }
     let handle = started.handle.expose().to_owned();
-    assert_eq!(
-        h.session(&handle).await.unwrap().value.step,
-        SessionStep::AwaitingPasscode
-    );
+    assert_eq!(h.session_step(&handle).await, SessionStep::AwaitingPasscode);
     assert!(
-        h.outbox
-            .messages()
-            .iter()
-            .all(|m| m.kind != MessageKind::Passcode),
+        h.mails_of(MessageKind::Passcode).is_empty(),
         "no passcode mail went out"
     );
     assert!(!h.audit_kinds().contains(&AuditKind::PasscodeSent));
@@ -598,15 +546,8 @@ async fn an_undelivered_code_keeps_the_session_and_counts_as_a_send() {
     );
     // ... and a later resend delivers a code that works.
     h.clock.advance(Duration::seconds(30));
-    let step = h.resend_passcode(&handle).await.unwrap();
-    assert_eq!(
-        step,
-        RedemptionStep::EnterPasscode {
-            sent_to: ALICE.to_owned()
-        }
-    );
-    let code = h.code_for(ALICE);
-    assert!(is_consent(&h.gp.submit_passcode(&handle, &code).await.unwrap()));
+    resend_to_alice(&h, &handle).await;
+    h.submit_to_consent(&handle, &h.code_for(ALICE)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -635,31 +576,15 @@ async fn concurrent_starts_send_one_code() {
         }
     }
     assert_eq!(started.len(), 1, "one send within the interval");
-    let codes = h
-        .outbox
-        .messages()
-        .iter()
-        .filter(|m| m.kind == MessageKind::Passcode)
-        .count();
-    assert_eq!(codes, 1);
+    assert_eq!(h.mails_of(MessageKind::Passcode).len(), 1);
     assert_eq!(h.throttle(ALICE).await.unwrap().value.recent_sends.len(), 1);
-    let code = h.code_for(ALICE);
-    assert!(is_consent(
-        &h.gp.submit_passcode(&started[0], &code).await.unwrap()
-    ));
+    h.submit_to_consent(&started[0], &h.code_for(ALICE)).await;
 }
 
 #[tokio::test]
 async fn lockouts_are_per_tenant() {
-    let h = Harness::with(|b| {
-        b.passcode_policy(PasscodePolicy {
-            max_consecutive_failures: 5,
-            ..permissive_policy()
-        })
-    });
-    let (_, ticket) = h.invite_with_ticket(ALICE).await;
-    let handle = h.start(&ticket).await;
-    let code = h.code_for(ALICE);
+    let h = Harness::with(|b| b.passcode_policy(locking_after(5)));
+    let (ticket, handle, code) = h.invite_and_start(ALICE).await;
     for _ in 0..5 {
         let _ = h.gp.submit_passcode(&handle, &wrong_code(&code)).await;
     }
@@ -670,10 +595,7 @@ async fn lockouts_are_per_tenant() {
     // Fabrikam shares the store; its guest with the same address is not locked.
     let fabrikam = h.other_tenant();
     fabrikam
-        .invite(
-            &guestpass::Inviter::admin(None),
-            InvitationRequest::new(ALICE, REDIRECT),
-        )
+        .invite(&guestpass::Inviter::admin(None), request(ALICE))
         .await
         .unwrap();
     let fab_ticket = h.ticket_for(ALICE);
@@ -683,7 +605,7 @@ async fn lockouts_are_per_tenant() {
         .submit_passcode(started.handle.expose(), &fab_code)
         .await
         .unwrap();
-    assert!(is_consent(&step));
+    assert!(matches!(step, RedemptionStep::Consent { .. }), "{step:?}");
     // And Contoso's lock still holds.
     assert_eq!(
         h.gp.start_redemption(&ticket).await.unwrap_err(),

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{T0, b64url, b64url_decode, key_ring, layout};
+use common::{T0, TENANT, URL_ALPHABET, b64url, b64url_decode, key_ring, layout, signed_ticket};
 use guestpass::email::EmailAddress;
 use guestpass::id::Id;
 use guestpass::invitation::ticket;
@@ -15,15 +15,11 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 use time::Duration;
 
-const TENANT: &str = "contoso";
-const ALPHABET: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
 /// A valid ticket (and its invitation id), issued at [`T0`] for 30 days.
 fn valid_ticket() -> (Id, String) {
     let rng = SeededRandom::new(2026);
     let id = Id::random(&rng).unwrap();
-    let t = ticket::issue(&key_ring(), TENANT, id, T0 + Duration::days(30), &rng).unwrap();
-    (id, t.token.expose().to_owned())
+    (id, signed_ticket(&key_ring(), id, T0 + Duration::days(30), &rng))
 }
 
 /// Flips the case of the characters whose case mapping is one character
@@ -196,7 +192,7 @@ proptest! {
         at in any::<Index>(),
         other in any::<Index>(),
         c in prop_oneof![
-            proptest::sample::select(ALPHABET.chars().collect::<Vec<_>>()),
+            proptest::sample::select(URL_ALPHABET.iter().copied().map(char::from).collect::<Vec<_>>()),
             any::<char>(),
         ],
         len in 0usize..200,

@@ -8,7 +8,6 @@ mod common;
 
 use common::*;
 use guestpass::directory::DirectoryStore;
-use guestpass::invitation::ticket;
 use guestpass::keys::{KeyRing, SigningKey};
 use guestpass::mail::MessageKind;
 use guestpass::secret::Digest;
@@ -70,21 +69,17 @@ fn key_needles() -> Vec<String> {
 /// A harness where Alice got as far as consent, with two codes mailed.
 async fn mid_redemption() -> (Harness, Secrets) {
     let h = Harness::new();
-    let (_, ticket) = h.invite_with_ticket(ALICE).await;
-    let handle = h.start(&ticket).await;
-    let first = h.code_for(ALICE);
+    let (ticket, handle, first) = h.invite_and_start(ALICE).await;
     h.clock.advance(Duration::seconds(31));
     h.resend_passcode(&handle).await.unwrap();
     let second = h.code_for(ALICE);
-    let raw = b64url_decode(&ticket);
-    let verifier = raw[layout::VERIFIER..layout::EXPIRY].to_vec();
     (
         h,
         Secrets {
+            verifier: verifier_of(&ticket),
             ticket,
             handle,
             codes: vec![first, second],
-            verifier,
         },
     )
 }
@@ -118,16 +113,14 @@ async fn debug_of_the_service_and_its_configuration_shows_no_secret() {
 #[tokio::test]
 async fn debug_of_invitations_sessions_and_messages_shows_no_secret() {
     let h = Harness::new();
-    let mut req = InvitationRequest::new(ALICE, REDIRECT);
-    req.invited_user_display_name = Some("Alice".into());
-    let inv = h.invite_request(req).await.unwrap();
+    let inv = h.invite_request(named_request(ALICE, "Alice")).await.unwrap();
     let url = inv.invite_redeem_url.as_ref().unwrap().expose().to_owned();
     let ticket = ticket_from_link(&url);
     let started = h.try_start(&ticket).await.unwrap();
     let handle = started.handle.expose().to_owned();
     let code = h.code_for(ALICE);
     let s = Secrets {
-        verifier: b64url_decode(&ticket)[layout::VERIFIER..layout::EXPIRY].to_vec(),
+        verifier: verifier_of(&ticket),
         ticket,
         handle,
         codes: vec![code.clone()],
@@ -191,24 +184,12 @@ async fn attack_errors(h: &Harness, s: &Secrets) -> Vec<(String, String, Error)>
     }
     let other = KeyRing::new(SigningKey::new(KEY_ID, [9u8; 32]).unwrap()).unwrap();
     let rng = guestpass::random::SeededRandom::new(77);
-    let inv_id = ticket::verify(&key_ring(), TENANT, &s.ticket, h.now())
-        .unwrap()
-        .invitation_id;
-    inputs.push((
-        "forged".into(),
-        ticket::issue(&other, TENANT, inv_id, h.now() + Duration::days(1), &rng)
-            .unwrap()
-            .token
-            .expose()
-            .to_owned(),
-    ));
+    let inv_id = invitation_of(&s.ticket, h.now());
+    let expires = h.now() + Duration::days(1);
+    inputs.push(("forged".into(), signed_ticket(&other, inv_id, expires, &rng)));
     inputs.push((
         "guessed verifier".into(),
-        ticket::issue(&key_ring(), TENANT, inv_id, h.now() + Duration::days(1), &rng)
-            .unwrap()
-            .token
-            .expose()
-            .to_owned(),
+        signed_ticket(&key_ring(), inv_id, expires, &rng),
     ));
     for (name, input) in inputs {
         if let Err(e) = h.gp.view_redemption(&input).await {

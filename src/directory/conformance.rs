@@ -122,6 +122,7 @@ where
     identities_are_unique_and_indexed(make().await).await;
     tenants_are_isolated(make().await).await;
     multi_user_batches_keep_indexes(make().await).await;
+    purge_is_bounded_and_spares_live_records(make().await).await;
     racing_updates_have_one_winner(make().await).await;
     racing_inserts_have_one_winner(make().await).await;
     racing_redemptions_have_one_winner(make().await).await;
@@ -592,6 +593,125 @@ pub async fn multi_user_batches_keep_indexes(store: Arc<dyn DirectoryStore>) {
         .await;
     assert!(r.is_err(), "a user moved across tenants: {r:?}");
     assert!(store.user("t1", id(3)).await.unwrap().is_some());
+}
+
+/// `purge_expired` removes expired sessions and passcodes and clears expired
+/// ticket bindings, oldest first and at most `limit` of each kind per call;
+/// live records, users and passcode counters stay.
+pub async fn purge_is_bounded_and_spares_live_records(store: Arc<dyn DirectoryStore>) {
+    use crate::directory::TicketBinding;
+    let u = user("t1", 1, "alice");
+    let mut batch = WriteBatch::new().with(Write::User {
+        record: u.clone(),
+        expect: Expect::Absent,
+    });
+    // Expiries: 3 expired (at T0-3h, -2h, -1h) and 1 live (T0+1h) of each kind.
+    let offsets = [-3i64, -2, -1, 1];
+    for (i, h) in offsets.iter().enumerate() {
+        let at = T0 + time::Duration::hours(*h);
+        let n = i as u8;
+        batch.push(Write::Session {
+            record: RedemptionSession {
+                handle_hash: Digest::sha256(&[n]),
+                tenant_id: "t1".into(),
+                invitation_id: id(100),
+                user_id: u.user.id,
+                verifier_hash: Digest::sha256(b"v"),
+                step: SessionStep::AwaitingPasscode,
+                passcode_id: None,
+                proven_address: None,
+                created_at: T0 - time::Duration::days(1),
+                expires_at: at,
+            },
+            expect: Expect::Absent,
+        });
+        batch.push(Write::Passcode {
+            record: PasscodeRecord {
+                id: id(10 + n),
+                bound_to: Digest::sha256(&[n]),
+                address_key: "alice@fabrikam.example".into(),
+                code_hash: Digest::sha256(b"c"),
+                attempts: 0,
+                consumed: false,
+                issued_at: T0 - time::Duration::days(1),
+                expires_at: at,
+            },
+            expect: Expect::Absent,
+        });
+        let mut inv = invitation("t1", 10 + n, &u);
+        inv.ticket = Some(TicketBinding {
+            verifier_hash: Digest::sha256(&[n]),
+            expires_at: at,
+        });
+        batch.push(Write::Invitation {
+            record: inv,
+            expect: Expect::Absent,
+        });
+    }
+    let throttle = AddressThrottle {
+        address_key: "alice@fabrikam.example".into(),
+        consecutive_failures: 7,
+        recent_sends: vec![T0 - time::Duration::days(2)],
+    };
+    batch.push(Write::Throttle {
+        tenant_id: "t1".into(),
+        record: throttle.clone(),
+        expect: Expect::Absent,
+    });
+    store.commit(batch).await.unwrap();
+
+    let first = store.purge_expired(T0, 2).await.unwrap();
+    assert_eq!(
+        first,
+        super::PurgeReport {
+            sessions: 2,
+            passcodes: 2,
+            tickets: 2
+        },
+        "bounded by the limit"
+    );
+    // The two oldest went first.
+    assert!(store.session(&Digest::sha256(&[0])).await.unwrap().is_none());
+    assert!(store.session(&Digest::sha256(&[1])).await.unwrap().is_none());
+    assert!(store.session(&Digest::sha256(&[2])).await.unwrap().is_some());
+    assert!(store.passcode(id(10)).await.unwrap().is_none());
+    assert!(store.passcode(id(12)).await.unwrap().is_some());
+    let cleared = store.invitation(id(110)).await.unwrap().unwrap();
+    assert_eq!(
+        (cleared.value.ticket.clone(), cleared.version),
+        (None, 2),
+        "binding cleared, version bumped"
+    );
+    assert_eq!(
+        cleared.value.invitation.status,
+        InvitationStatus::PendingAcceptance,
+        "the invitation stays"
+    );
+
+    let second = store.purge_expired(T0, 100).await.unwrap();
+    assert_eq!(
+        second,
+        super::PurgeReport {
+            sessions: 1,
+            passcodes: 1,
+            tickets: 1
+        }
+    );
+    let third = store.purge_expired(T0, 100).await.unwrap();
+    assert_eq!(third.total(), 0, "nothing left to purge");
+
+    // Live records, the user and the counters are untouched.
+    assert!(store.session(&Digest::sha256(&[3])).await.unwrap().is_some());
+    assert!(store.passcode(id(13)).await.unwrap().is_some());
+    let live = store.invitation(id(113)).await.unwrap().unwrap();
+    assert!(live.value.ticket.is_some() && live.version == 1);
+    assert_eq!(store.user("t1", u.user.id).await.unwrap().unwrap().version, 1);
+    let t = store
+        .throttle("t1", "alice@fabrikam.example")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((t.value, t.version), (throttle, 1));
 }
 
 /// [`RACERS`] tasks update one record from the same version: one wins.

@@ -4,11 +4,12 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
+use time::OffsetDateTime;
 
 use crate::directory::model::{
     AddressThrottle, InvitationRecord, PasscodeRecord, RedemptionSession, UserRecord,
 };
-use crate::directory::store::{DirectoryStore, Expect, Versioned, Write, WriteBatch};
+use crate::directory::store::{DirectoryStore, Expect, PurgeReport, Versioned, Write, WriteBatch};
 use crate::error::StoreError;
 use crate::id::Id;
 use crate::secret::Digest;
@@ -249,6 +250,23 @@ impl Inner {
     }
 }
 
+/// The keys of at most `limit` records whose expiry is at or before `now`,
+/// oldest first.
+fn oldest_expired<K: Clone, V>(
+    map: &HashMap<K, (u64, V)>,
+    expiry: impl Fn(&V) -> Option<OffsetDateTime>,
+    now: OffsetDateTime,
+    limit: usize,
+) -> Vec<K> {
+    let mut due: Vec<(OffsetDateTime, K)> = map
+        .iter()
+        .filter_map(|(k, (_, v))| expiry(v).filter(|at| *at <= now).map(|at| (at, k.clone())))
+        .collect();
+    due.sort_by_key(|(at, _)| *at);
+    due.truncate(limit);
+    due.into_iter().map(|(_, k)| k).collect()
+}
+
 fn bump<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, (u64, V)>, key: K, value: V) {
     let version = map.get(&key).map_or(1, |e| e.0 + 1);
     map.insert(key, (version, value));
@@ -333,5 +351,35 @@ impl DirectoryStore for MemoryStore {
         inner.validate(&batch)?;
         inner.apply(batch);
         Ok(())
+    }
+
+    async fn purge_expired(&self, now: OffsetDateTime, limit: u32) -> Result<PurgeReport, StoreError> {
+        let limit = limit as usize;
+        let mut inner = self.lock();
+        let sessions = oldest_expired(&inner.sessions, |s| Some(s.expires_at), now, limit);
+        for k in &sessions {
+            inner.sessions.remove(k);
+        }
+        let passcodes = oldest_expired(&inner.passcodes, |p| Some(p.expires_at), now, limit);
+        for k in &passcodes {
+            inner.passcodes.remove(k);
+        }
+        let tickets = oldest_expired(
+            &inner.invitations,
+            |i| i.ticket.as_ref().map(|t| t.expires_at),
+            now,
+            limit,
+        );
+        for k in &tickets {
+            if let Some((version, record)) = inner.invitations.get_mut(k) {
+                record.ticket = None;
+                *version += 1;
+            }
+        }
+        Ok(PurgeReport {
+            sessions: sessions.len() as u64,
+            passcodes: passcodes.len() as u64,
+            tickets: tickets.len() as u64,
+        })
     }
 }

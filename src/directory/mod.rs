@@ -1,16 +1,25 @@
 //! The directory: the Graph-shaped model, the store trait, and its
-//! in-memory implementation.
+//! implementations: in memory (always), SQLite (feature `sqlite`) and
+//! PostgreSQL (feature `postgres`).
 //!
-//! Storage adapters implement [`DirectoryStore`]; the
-//! [`conformance`] suite (feature `conformance`) checks that an adapter keeps
-//! every guarantee the core relies on.
+//! Storage adapters implement [`DirectoryStore`]; the `conformance` suite
+//! (feature `conformance`) checks that an adapter keeps every guarantee the
+//! core relies on.
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod memory;
 mod model;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql;
 mod store;
 
 pub use memory::MemoryStore;
 pub use model::*;
-pub use store::{DirectoryStore, Expect, Versioned, Write, WriteBatch};
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub use sql::CommitHook;
+#[cfg(feature = "postgres")]
+pub use sql::postgres::{POSTGRES_CONNECT_TIMEOUT, POSTGRES_MAX_CONNECTIONS, PostgresStore};
+#[cfg(feature = "sqlite")]
+pub use sql::sqlite::{SQLITE_BUSY_TIMEOUT, SqliteStore};
+pub use store::{DirectoryStore, Expect, PurgeReport, Versioned, Write, WriteBatch};

@@ -10,6 +10,7 @@
 //! never a read followed by an unconditional write.
 
 use async_trait::async_trait;
+use time::OffsetDateTime;
 
 use crate::directory::model::{
     AddressThrottle, InvitationRecord, PasscodeRecord, RedemptionSession, UserRecord,
@@ -166,9 +167,28 @@ impl WriteBatch {
     }
 }
 
+/// What one [`DirectoryStore::purge_expired`] call removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PurgeReport {
+    /// Redemption sessions deleted.
+    pub sessions: u64,
+    /// Passcodes deleted.
+    pub passcodes: u64,
+    /// Expired ticket bindings cleared from pending invitations.
+    pub tickets: u64,
+}
+
+impl PurgeReport {
+    /// Records affected in all.
+    pub fn total(&self) -> u64 {
+        self.sessions + self.passcodes + self.tickets
+    }
+}
+
 /// Directory storage. Implementations must make [`DirectoryStore::commit`]
 /// atomic and conditional, also across processes sharing one database; the
-/// [conformance suite](crate::directory::conformance) checks this.
+/// conformance suite (`guestpass::directory::conformance`, feature
+/// `conformance`) checks this.
 ///
 /// The trait is object safe: hosts hold an `Arc<dyn DirectoryStore>`.
 #[async_trait]
@@ -221,4 +241,17 @@ pub trait DirectoryStore: Send + Sync + std::fmt::Debug {
     /// [`StoreError::Backend`] when the backend fails. In every error case
     /// nothing of the batch is visible.
     async fn commit(&self, batch: WriteBatch) -> Result<(), StoreError>;
+
+    /// Deletes redemption sessions and passcodes whose expiry is at or before
+    /// `now`, and clears the ticket binding (`ticket = None`, version + 1) of
+    /// invitations whose ticket expired — at most `limit` records of each
+    /// kind per call, oldest expiry first, so a host can call it on a
+    /// schedule without long pauses. Users and passcode counters are never
+    /// touched (a lockout outlives its codes).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Backend`] when the backend fails; what was purged
+    /// before the failure stays purged (each record's removal stands alone).
+    async fn purge_expired(&self, now: OffsetDateTime, limit: u32) -> Result<PurgeReport, StoreError>;
 }

@@ -2,6 +2,8 @@
 //! localized templates.
 
 mod outbox;
+#[cfg(feature = "smtp")]
+mod smtp;
 pub mod templates;
 
 use std::fmt;
@@ -12,6 +14,11 @@ use crate::email::EmailAddress;
 use crate::error::MailError;
 
 pub use outbox::Outbox;
+#[cfg(feature = "smtp")]
+pub use smtp::{
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_SEND_TIMEOUT, MAX_SMTP_TIMEOUT, SmtpCredentials, SmtpMailer,
+    SmtpMailerBuilder, SmtpSecurity,
+};
 
 /// A recipient.
 #[derive(Clone, PartialEq, Eq, Debug)]

@@ -12,10 +12,11 @@ use std::sync::{Arc, Mutex};
 use guestpass::audit::{AuditEvent, AuditKind, MemoryAudit};
 use guestpass::clock::{Clock, FixedClock};
 use guestpass::directory::{
-    AddressThrottle, DirectoryStore, InvitationRecord, MemoryStore, PasscodeRecord, RedemptionSession,
-    UserRecord, Versioned,
+    AddressThrottle, DirectoryStore, Invitation, InvitationRecord, MemoryStore, ObjectRef, PasscodeRecord,
+    RedemptionSession, SessionStep, UserRecord, Versioned, WriteBatch,
 };
 use guestpass::email::EmailAddress;
+use guestpass::error::StoreError;
 use guestpass::id::Id;
 use guestpass::idp::PasscodePolicy;
 use guestpass::invitation::{Redeemed, RedemptionStarted};
@@ -72,6 +73,26 @@ pub fn permissive_policy() -> PasscodePolicy {
     }
 }
 
+/// An invitation of `email` to the registered redirect, with a mail.
+pub fn request(email: &str) -> InvitationRequest {
+    InvitationRequest::new(email, REDIRECT)
+}
+
+/// As [`request`], with the display name `name`.
+pub fn named_request(email: &str, name: &str) -> InvitationRequest {
+    let mut req = request(email);
+    req.invited_user_display_name = Some(name.to_owned());
+    req
+}
+
+/// A request that resets the redemption of user `user_id`, sent to `email`.
+pub fn reset_request(email: &str, user_id: Id) -> InvitationRequest {
+    let mut req = request(email);
+    req.reset_redemption = true;
+    req.invited_user = Some(ObjectRef { id: user_id });
+    req
+}
+
 /// The comparison key of an address.
 pub fn key_of(address: &str) -> String {
     EmailAddress::parse(address).unwrap().comparison_key().to_owned()
@@ -119,7 +140,8 @@ pub fn percent_decode(s: &str) -> String {
     String::from_utf8(out).unwrap()
 }
 
-const URL_ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+/// The base64url alphabet.
+pub const URL_ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 const STD_ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 fn encode_with(bytes: &[u8], alphabet: &[u8; 64], pad: bool) -> String {
@@ -177,6 +199,32 @@ pub fn b64url_decode(s: &str) -> Vec<u8> {
         }
     }
     out
+}
+
+/// A ticket for `invitation_id` in the harness tenant, signed with `keys`.
+pub fn signed_ticket(
+    keys: &KeyRing,
+    invitation_id: Id,
+    expires_at: OffsetDateTime,
+    rng: &SeededRandom,
+) -> String {
+    guestpass::invitation::ticket::issue(keys, TENANT, invitation_id, expires_at, rng)
+        .unwrap()
+        .token
+        .expose()
+        .to_owned()
+}
+
+/// The invitation a genuine ticket of the harness tenant names, checked at `now`.
+pub fn invitation_of(ticket: &str, now: OffsetDateTime) -> Id {
+    guestpass::invitation::ticket::verify(&key_ring(), TENANT, ticket, now)
+        .unwrap()
+        .invitation_id
+}
+
+/// The verifier bytes inside a ticket.
+pub fn verifier_of(ticket: &str) -> Vec<u8> {
+    b64url_decode(ticket)[layout::VERIFIER..layout::EXPIRY].to_vec()
 }
 
 /// Byte offsets inside a raw ticket issued under [`KEY_ID`].
@@ -292,11 +340,21 @@ pub fn builder_with_store(
     clock: &Arc<FixedClock>,
     seed: u64,
 ) -> GuestPassBuilder {
+    builder_without_redirect(store, outbox, audit, clock, seed).redirect_url(REDIRECT)
+}
+
+/// As [`builder_with_store`], with no redirect URL registered yet.
+pub fn builder_without_redirect(
+    store: Arc<dyn DirectoryStore>,
+    outbox: &Arc<Outbox>,
+    audit: &Arc<MemoryAudit>,
+    clock: &Arc<FixedClock>,
+    seed: u64,
+) -> GuestPassBuilder {
     GuestPass::builder()
         .tenant(TENANT, TENANT_NAME, TENANT_DOMAIN)
         .public_base_url(BASE_URL)
         .signing_key(signing_key())
-        .redirect_url(REDIRECT)
         .store(store)
         .mail(outbox.clone())
         .audit(audit.clone())
@@ -358,10 +416,17 @@ impl Harness {
         })
     }
 
+    /// The harness configuration for a second service sharing this
+    /// harness's store, outbox, audit log and clock, drawing random bytes
+    /// from `seed`.
+    pub fn sibling(&self, seed: u64) -> GuestPassBuilder {
+        builder_over(&self.store, &self.outbox, &self.audit, &self.clock, seed)
+    }
+
     /// A service for tenant `fabrikam` with the same signing key, sharing this
     /// harness's store, outbox, audit log and clock.
     pub fn other_tenant(&self) -> GuestPass {
-        builder_over(&self.store, &self.outbox, &self.audit, &self.clock, SEED + 1)
+        self.sibling(SEED + 1)
             .tenant(OTHER_TENANT, "Fabrikam", "fabrikam.example")
             .build()
             .unwrap()
@@ -431,6 +496,15 @@ impl Harness {
         Ok(inv)
     }
 
+    /// Sends `request` as an administrator without tracking anything, for
+    /// calls expected to fail.
+    pub async fn invite_untracked(
+        &self,
+        request: InvitationRequest,
+    ) -> Result<guestpass::directory::Invitation, Error> {
+        self.gp.invite(&Inviter::admin(None), request).await
+    }
+
     /// Invites `email` and returns the invitation and the ticket from the
     /// mailed link.
     pub async fn invite_with_ticket(&self, email: &str) -> (guestpass::directory::Invitation, String) {
@@ -445,6 +519,23 @@ impl Harness {
         let inv = self.gp.resend(&Inviter::admin(None), user_id).await.unwrap();
         self.track_invitation(inv.id);
         (inv, self.ticket_for(email))
+    }
+
+    /// Resets the redemption of user `user_id` onto `email` as an
+    /// administrator; returns the new invitation and the ticket from its
+    /// mail.
+    pub async fn reset(&self, user_id: Id, email: &str) -> (Invitation, String) {
+        let inv = self.invite_request(reset_request(email, user_id)).await.unwrap();
+        (inv, self.ticket_for(email))
+    }
+
+    /// Every message of `kind` in the outbox, oldest first.
+    pub fn mails_of(&self, kind: MessageKind) -> Vec<Message> {
+        self.outbox
+            .messages()
+            .into_iter()
+            .filter(|m| m.kind == kind)
+            .collect()
     }
 
     /// The newest message of `kind` to `address` (by comparison key).
@@ -507,22 +598,49 @@ impl Harness {
         Ok(step)
     }
 
+    /// Invites `email`, starts redeeming the mailed ticket and reads the
+    /// mailed code; returns the ticket, the session handle and the code.
+    pub async fn invite_and_start(&self, email: &str) -> (String, String, String) {
+        let (_, ticket) = self.invite_with_ticket(email).await;
+        let handle = self.start(&ticket).await;
+        let code = self.code_for(email);
+        (ticket, handle, code)
+    }
+
+    /// Reads the newest code mailed to `address` and submits `n` wrong codes
+    /// of its shape to the session; every one must be refused. Returns the
+    /// errors, in order.
+    pub async fn submit_wrong_codes(&self, handle: &str, address: &str, n: usize) -> Vec<Error> {
+        let wrong = wrong_code(&self.code_for(address));
+        let mut errors = Vec::with_capacity(n);
+        for _ in 0..n {
+            let r = self.gp.submit_passcode(handle, &wrong).await;
+            assert!(r.is_err(), "a wrong code was accepted: {r:?}");
+            errors.extend(r.err());
+        }
+        errors
+    }
+
+    /// Submits `code` to the session, which must move on to consent.
+    pub async fn submit_to_consent(&self, handle: &str, code: &str) {
+        let step = self.gp.submit_passcode(handle, code).await.unwrap();
+        assert!(matches!(step, RedemptionStep::Consent { .. }), "{step:?}");
+    }
+
     /// Starts redeeming `ticket` and enters the mailed code: the session is
     /// at consent. Returns the handle.
     pub async fn to_consent(&self, ticket: &str, address: &str) -> String {
         let handle = self.start(ticket).await;
         let code = self.code_for(address);
-        let step = self.gp.submit_passcode(&handle, &code).await.unwrap();
-        assert!(matches!(step, RedemptionStep::Consent { .. }), "{step:?}");
+        self.submit_to_consent(&handle, &code).await;
         handle
     }
 
-    /// Redeems `ticket` end to end and returns the result.
-    pub async fn redeem(&self, ticket: &str, address: &str) -> Redeemed {
-        let handle = self.to_consent(ticket, address).await;
+    /// Accepts consent in a session, which must redeem; returns the result.
+    pub async fn accept(&self, handle: &str) -> Redeemed {
         match self
             .gp
-            .finish_redemption(&handle, ConsentDecision::Accept)
+            .finish_redemption(handle, ConsentDecision::Accept)
             .await
             .unwrap()
         {
@@ -531,12 +649,23 @@ impl Harness {
         }
     }
 
+    /// Redeems `ticket` end to end and returns the result.
+    pub async fn redeem(&self, ticket: &str, address: &str) -> Redeemed {
+        let handle = self.to_consent(ticket, address).await;
+        self.accept(&handle).await
+    }
+
     /// The session record behind a handle.
     pub async fn session(&self, handle: &str) -> Option<Versioned<RedemptionSession>> {
         self.store
             .session(&Digest::sha256(handle.as_bytes()))
             .await
             .unwrap()
+    }
+
+    /// The step of an existing session.
+    pub async fn session_step(&self, handle: &str) -> SessionStep {
+        self.session(handle).await.expect("session exists").value.step
     }
 
     /// The passcode record a session currently points at.
@@ -549,6 +678,16 @@ impl Harness {
     /// The throttle record of an address in the harness tenant.
     pub async fn throttle(&self, address: &str) -> Option<Versioned<AddressThrottle>> {
         self.store.throttle(TENANT, &key_of(address)).await.unwrap()
+    }
+
+    /// Consecutive passcode failures of an address that has a throttle
+    /// record, in the harness tenant.
+    pub async fn consecutive_failures(&self, address: &str) -> u32 {
+        self.throttle(address)
+            .await
+            .expect("the address has a throttle record")
+            .value
+            .consecutive_failures
     }
 
     /// An invitation record.
@@ -573,6 +712,22 @@ impl Harness {
     /// Every audit event.
     pub fn audit_events(&self) -> Vec<AuditEvent> {
         self.audit.events()
+    }
+
+    /// How many audit events satisfy `pred`.
+    pub fn count_audit(&self, pred: impl Fn(&AuditKind) -> bool) -> usize {
+        self.audit_kinds().iter().filter(|k| pred(k)).count()
+    }
+
+    /// The mail address of every user in the harness tenant (each must have one).
+    pub async fn user_mails(&self) -> Vec<String> {
+        self.gp
+            .users()
+            .await
+            .unwrap()
+            .iter()
+            .map(|u| u.mail.as_ref().unwrap().as_str().to_owned())
+            .collect()
     }
 
     /// Reads everything the harness knows how to reach.
@@ -673,6 +828,28 @@ impl Harness {
             Err(e) => e,
         }
     }
+
+    /// Expects `fut` to fail with `want` without changing anything; returns
+    /// the error.
+    pub async fn fails_unchanged_with<T: std::fmt::Debug>(
+        &self,
+        what: &str,
+        fut: impl Future<Output = Result<T, Error>>,
+        want: Error,
+    ) -> Error {
+        let e = self.fails_unchanged(what, fut).await;
+        assert_eq!(e, want, "{what}");
+        e
+    }
+
+    /// Presents `ticket` to the redemption page (GET) and to the start of a
+    /// redemption (POST); both must fail without changing anything. Returns
+    /// the two errors.
+    pub async fn view_and_start_fail_unchanged(&self, what: &str, ticket: &str) -> (Error, Error) {
+        let view = self.fails_unchanged(what, self.gp.view_redemption(ticket)).await;
+        let start = self.fails_unchanged(what, self.gp.start_redemption(ticket)).await;
+        (view, start)
+    }
 }
 
 impl Default for Harness {
@@ -705,135 +882,79 @@ where
     out
 }
 
-type StoreFuture<'a, T> =
-    std::pin::Pin<Box<dyn Future<Output = Result<T, guestpass::error::StoreError>> + Send + 'a>>;
-
 /// A store that lets other tasks run before every read and write it
 /// forwards to a [`MemoryStore`]: under a multi-threaded runtime, racing
 /// calls then really interleave between what they read and what they
-/// commit, so only the store's compare-and-set keeps them apart. (The
-/// `async-trait` expansion is written out by hand.)
+/// commit, so only the store's compare-and-set keeps them apart.
 #[derive(Debug)]
 pub struct YieldingStore(pub Arc<MemoryStore>);
 
+#[async_trait::async_trait]
 impl DirectoryStore for YieldingStore {
-    fn user<'a, 'b, 'c>(
-        &'a self,
-        tenant_id: &'b str,
-        id: Id,
-    ) -> StoreFuture<'c, Option<Versioned<UserRecord>>>
-    where
-        'a: 'c,
-        'b: 'c,
-    {
-        Box::pin(async move {
-            tokio::task::yield_now().await;
-            self.0.user(tenant_id, id).await
-        })
+    async fn user(&self, tenant_id: &str, id: Id) -> Result<Option<Versioned<UserRecord>>, StoreError> {
+        tokio::task::yield_now().await;
+        self.0.user(tenant_id, id).await
     }
 
-    fn user_by_mail<'a, 'b, 'd, 'c>(
-        &'a self,
-        tenant_id: &'b str,
-        mail_key: &'d str,
-    ) -> StoreFuture<'c, Option<Versioned<UserRecord>>>
-    where
-        'a: 'c,
-        'b: 'c,
-        'd: 'c,
-    {
-        Box::pin(async move {
-            tokio::task::yield_now().await;
-            self.0.user_by_mail(tenant_id, mail_key).await
-        })
+    async fn user_by_mail(
+        &self,
+        tenant_id: &str,
+        mail_key: &str,
+    ) -> Result<Option<Versioned<UserRecord>>, StoreError> {
+        tokio::task::yield_now().await;
+        self.0.user_by_mail(tenant_id, mail_key).await
     }
 
-    fn user_by_identity<'a, 'b, 'd, 'e, 'c>(
-        &'a self,
-        tenant_id: &'b str,
-        issuer: &'d str,
-        subject: &'e str,
-    ) -> StoreFuture<'c, Option<Versioned<UserRecord>>>
-    where
-        'a: 'c,
-        'b: 'c,
-        'd: 'c,
-        'e: 'c,
-    {
-        Box::pin(async move {
-            tokio::task::yield_now().await;
-            self.0.user_by_identity(tenant_id, issuer, subject).await
-        })
+    async fn user_by_identity(
+        &self,
+        tenant_id: &str,
+        issuer: &str,
+        subject: &str,
+    ) -> Result<Option<Versioned<UserRecord>>, StoreError> {
+        tokio::task::yield_now().await;
+        self.0.user_by_identity(tenant_id, issuer, subject).await
     }
 
-    fn users<'a, 'b, 'c>(&'a self, tenant_id: &'b str) -> StoreFuture<'c, Vec<UserRecord>>
-    where
-        'a: 'c,
-        'b: 'c,
-    {
-        Box::pin(async move {
-            tokio::task::yield_now().await;
-            self.0.users(tenant_id).await
-        })
+    async fn users(&self, tenant_id: &str) -> Result<Vec<UserRecord>, StoreError> {
+        tokio::task::yield_now().await;
+        self.0.users(tenant_id).await
     }
 
-    fn invitation<'a, 'c>(&'a self, id: Id) -> StoreFuture<'c, Option<Versioned<InvitationRecord>>>
-    where
-        'a: 'c,
-    {
-        Box::pin(async move {
-            tokio::task::yield_now().await;
-            self.0.invitation(id).await
-        })
+    async fn invitation(&self, id: Id) -> Result<Option<Versioned<InvitationRecord>>, StoreError> {
+        tokio::task::yield_now().await;
+        self.0.invitation(id).await
     }
 
-    fn session<'a, 'b, 'c>(
-        &'a self,
-        hash: &'b Digest,
-    ) -> StoreFuture<'c, Option<Versioned<RedemptionSession>>>
-    where
-        'a: 'c,
-        'b: 'c,
-    {
-        Box::pin(async move {
-            tokio::task::yield_now().await;
-            self.0.session(hash).await
-        })
+    async fn session(&self, hash: &Digest) -> Result<Option<Versioned<RedemptionSession>>, StoreError> {
+        tokio::task::yield_now().await;
+        self.0.session(hash).await
     }
 
-    fn passcode<'a, 'c>(&'a self, id: Id) -> StoreFuture<'c, Option<Versioned<PasscodeRecord>>>
-    where
-        'a: 'c,
-    {
-        Box::pin(async move {
-            tokio::task::yield_now().await;
-            self.0.passcode(id).await
-        })
+    async fn passcode(&self, id: Id) -> Result<Option<Versioned<PasscodeRecord>>, StoreError> {
+        tokio::task::yield_now().await;
+        self.0.passcode(id).await
     }
 
-    fn throttle<'a, 'b, 'd, 'c>(
-        &'a self,
-        tenant_id: &'b str,
-        address_key: &'d str,
-    ) -> StoreFuture<'c, Option<Versioned<AddressThrottle>>>
-    where
-        'a: 'c,
-        'b: 'c,
-        'd: 'c,
-    {
-        Box::pin(async move {
-            tokio::task::yield_now().await;
-            self.0.throttle(tenant_id, address_key).await
-        })
+    async fn throttle(
+        &self,
+        tenant_id: &str,
+        address_key: &str,
+    ) -> Result<Option<Versioned<AddressThrottle>>, StoreError> {
+        tokio::task::yield_now().await;
+        self.0.throttle(tenant_id, address_key).await
     }
 
-    fn commit<'a, 'c>(&'a self, batch: guestpass::directory::WriteBatch) -> StoreFuture<'c, ()>
-    where
-        'a: 'c,
-    {
-        Box::pin(async move {
-            tokio::task::yield_now().await;
-            self.0.commit(batch).await
-        })
+    async fn commit(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        tokio::task::yield_now().await;
+        self.0.commit(batch).await
+    }
+
+    async fn purge_expired(
+        &self,
+        now: time::OffsetDateTime,
+        limit: u32,
+    ) -> Result<guestpass::directory::PurgeReport, StoreError> {
+        tokio::task::yield_now().await;
+        self.0.purge_expired(now, limit).await
     }
 }

@@ -1,0 +1,1010 @@
+//! SQL directory stores on sqlx: [`SqliteStore`](super::SqliteStore)
+//! (feature `sqlite`) and [`PostgresStore`](super::PostgresStore) (feature
+//! `postgres`).
+//!
+//! Both backends share this module: one schema shape, one set of statements
+//! (SQL text with `$n` placeholders runs on both), one commit algorithm, one
+//! error mapping. The backend files only open pools and run the embedded
+//! migrations.
+//!
+//! # Schema
+//!
+//! Each table holds the record itself as JSON in `data` (serde_json of the
+//! model record; `TEXT` on SQLite, `JSONB` on PostgreSQL), its `version`
+//! (1 after insert, one more after every update) and the key columns every
+//! lookup uses: `users (id, tenant_id, mail_key UNIQUE per tenant,
+//! created_at)`, `user_identities (tenant_id, issuer, issuer_assigned_id)
+//! PRIMARY KEY → user_id`, `invitations (id, tenant_id, ticket_expires_at)`,
+//! `sessions (handle_hash, tenant_id, expires_at)`, `passcodes (id,
+//! expires_at)`, `throttles (tenant_id, address_key)`. Timestamps are unix
+//! microseconds; expiries are rounded up and "now" down, so a record is never
+//! purged before it has expired (at most a microsecond after).
+//! `ticket_expires_at` is set while an invitation holds a ticket binding, so
+//! its (partial) index holds exactly the bindings a purge may clear.
+//!
+//! # Commit
+//!
+//! [`commit`](crate::directory::DirectoryStore::commit) runs one transaction (SQLite: `BEGIN
+//! IMMEDIATE`, so writers queue on the busy timeout instead of failing
+//! half-way; PostgreSQL: `READ COMMITTED`). Every statement is conditional;
+//! there is never a read followed by an unconditional write:
+//!
+//! 1. In batch order, every write's precondition is a statement: an insert
+//!    is `INSERT ... ON CONFLICT (key) DO NOTHING`, an update is
+//!    `UPDATE ... SET ..., version = version + 1 WHERE key AND tenant_id = $t
+//!    AND version = $n`; zero rows affected is [`StoreError::Conflict`] (also
+//!    when the row exists under another tenant). A user is written with
+//!    `mail_key` NULL and its identity rows deleted, which releases every
+//!    address and identity the batch's users held.
+//! 2. Then every user of the batch claims its new mail key and inserts its
+//!    identity rows; a unique violation is [`StoreError::Duplicate`]
+//!    (`user mail` or `identity`). Because all releases come first, swaps and
+//!    move-and-reclaim within one batch commit, as in the memory store.
+//!
+//! Any error rolls the transaction back: nothing of the batch is visible.
+//! PostgreSQL re-evaluates an `UPDATE`'s `WHERE` after a concurrent writer
+//! commits, so of racers that read one version exactly one matches; a
+//! deadlock or serialization failure between racers is reported as
+//! [`StoreError::Conflict`] (retryable). A SQLite writer that still finds
+//! the database locked after the busy timeout (5 s) gets
+//! [`StoreError::Backend`] (`database is busy`), which the service reports as
+//! unavailable (503); it is not a lost compare-and-set, so it is not a
+//! conflict.
+//!
+//! # Purge
+//!
+//! [`purge_expired`](crate::directory::DirectoryStore::purge_expired) runs
+//! its statements each on its own (what was purged before a failure stays
+//! purged): one bounded `DELETE` for sessions and one for passcodes (oldest
+//! expiry first), then, for the oldest expired ticket bindings, the same
+//! conditional `UPDATE` a commit uses, so an invitation changed meanwhile
+//! keeps its change.
+//!
+//! # Errors
+//!
+//! Error messages name the statement's record kind and key and the
+//! database's message, never record contents (a stored record that does
+//! not decode is named, not quoted).
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use sqlx::types::Json;
+use sqlx::{Database, Encode, Type};
+use time::OffsetDateTime;
+
+use crate::directory::model::{
+    AddressThrottle, InvitationRecord, PasscodeRecord, RedemptionSession, UserRecord,
+};
+use crate::directory::store::{Expect, PurgeReport, Versioned, Write, WriteBatch};
+use crate::error::StoreError;
+use crate::id::Id;
+use crate::secret::Digest;
+
+#[cfg(feature = "postgres")]
+pub(crate) mod postgres;
+#[cfg(feature = "sqlite")]
+pub(crate) mod sqlite;
+
+/// A fault-injection hook for tests: called with `n` after the `n`-th
+/// statement (counting from 1) inside a commit transaction, before the next
+/// statement or the final `COMMIT`. Returning `Err(reason)` aborts the commit:
+/// the transaction is rolled back and `commit` returns
+/// [`StoreError::Backend`] naming the reason. A hook may also stop the
+/// process (`std::process::abort`) or cut the connection, to show that an
+/// interrupted commit leaves all or nothing.
+///
+/// Install it with `SqliteStore::with_commit_hook` or
+/// `PostgresStore::with_commit_hook`. Production code has no reason to.
+pub type CommitHook = Arc<dyn Fn(usize) -> Result<(), String> + Send + Sync>;
+
+/// A statement parameter.
+#[derive(Debug, Clone)]
+pub(crate) enum Arg {
+    Text(String),
+    Int(i64),
+    OptInt(Option<i64>),
+    Json(Value),
+}
+
+/// A fetched row: every read selects `version, data`.
+#[derive(Debug)]
+pub(crate) struct Stored {
+    version: i64,
+    data: Value,
+}
+
+/// One open transaction of a backend.
+#[async_trait]
+pub(crate) trait Tx: Send {
+    /// Runs a statement; returns the rows affected.
+    async fn execute(&mut self, sql: &'static str, args: &[Arg]) -> Result<u64, sqlx::Error>;
+    /// Commits.
+    async fn commit(self: Box<Self>) -> Result<(), sqlx::Error>;
+    /// Rolls back.
+    async fn rollback(self: Box<Self>) -> Result<(), sqlx::Error>;
+}
+
+/// A backend's connection pool.
+#[async_trait]
+pub(crate) trait Backend: Send + Sync {
+    /// Runs a query selecting `version, data` outside any transaction.
+    async fn fetch(&self, sql: &'static str, args: &[Arg]) -> Result<Vec<Stored>, sqlx::Error>;
+    /// Runs one statement in a transaction of its own; returns the rows
+    /// affected.
+    async fn execute(&self, sql: &'static str, args: &[Arg]) -> Result<u64, sqlx::Error>;
+    /// Begins a write transaction.
+    async fn begin(&self) -> Result<Box<dyn Tx>, sqlx::Error>;
+}
+
+/// Binds `args` in order.
+pub(crate) fn bind<'q, DB>(
+    mut q: sqlx::query::Query<'q, DB, <DB as Database>::Arguments<'q>>,
+    args: &'q [Arg],
+) -> sqlx::query::Query<'q, DB, <DB as Database>::Arguments<'q>>
+where
+    DB: Database,
+    &'q str: Encode<'q, DB> + Type<DB>,
+    i64: Encode<'q, DB> + Type<DB>,
+    Option<i64>: Encode<'q, DB> + Type<DB>,
+    Json<&'q Value>: Encode<'q, DB> + Type<DB>,
+{
+    for a in args {
+        q = match a {
+            Arg::Text(s) => q.bind(s.as_str()),
+            Arg::Int(i) => q.bind(*i),
+            Arg::OptInt(i) => q.bind(*i),
+            Arg::Json(v) => q.bind(Json(v)),
+        };
+    }
+    q
+}
+
+/// Implements [`Tx`] and [`Backend`] for one sqlx database; `$begin` opens a
+/// write transaction on a pool.
+macro_rules! sqlx_backend {
+    ($db:ty, $row:ty, |$pool:ident| $begin:expr) => {
+        fn decode_rows(rows: Vec<$row>) -> Result<Vec<$crate::directory::sql::Stored>, sqlx::Error> {
+            use sqlx::Row as _;
+            rows.iter()
+                .map(|r| {
+                    let version: i64 = r.try_get(0)?;
+                    let data: sqlx::types::Json<serde_json::Value> = r.try_get(1)?;
+                    Ok($crate::directory::sql::Stored::new(version, data.0))
+                })
+                .collect()
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::directory::sql::Tx for sqlx::Transaction<'static, $db> {
+            async fn execute(
+                &mut self,
+                sql: &'static str,
+                args: &[$crate::directory::sql::Arg],
+            ) -> Result<u64, sqlx::Error> {
+                let q = $crate::directory::sql::bind(sqlx::query(sql), args);
+                Ok(q.execute(&mut **self).await?.rows_affected())
+            }
+
+            async fn commit(self: Box<Self>) -> Result<(), sqlx::Error> {
+                (*self).commit().await
+            }
+
+            async fn rollback(self: Box<Self>) -> Result<(), sqlx::Error> {
+                (*self).rollback().await
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::directory::sql::Backend for sqlx::Pool<$db> {
+            async fn fetch(
+                &self,
+                sql: &'static str,
+                args: &[$crate::directory::sql::Arg],
+            ) -> Result<Vec<$crate::directory::sql::Stored>, sqlx::Error> {
+                let q = $crate::directory::sql::bind(sqlx::query(sql), args);
+                decode_rows(q.fetch_all(self).await?)
+            }
+
+            async fn execute(
+                &self,
+                sql: &'static str,
+                args: &[$crate::directory::sql::Arg],
+            ) -> Result<u64, sqlx::Error> {
+                let q = $crate::directory::sql::bind(sqlx::query(sql), args);
+                Ok(q.execute(self).await?.rows_affected())
+            }
+
+            async fn begin(&self) -> Result<Box<dyn $crate::directory::sql::Tx>, sqlx::Error> {
+                let $pool = self;
+                Ok(Box::new($begin.await?))
+            }
+        }
+    };
+}
+pub(crate) use sqlx_backend;
+
+/// Implements [`DirectoryStore`](crate::directory::DirectoryStore),
+/// `Debug` and the hook and close methods for a store type with fields
+/// `core: SqlCore`, `pool: sqlx::Pool<_>` and `shown: String` (where it is,
+/// without secrets; labelled `$shown` in `Debug`), by delegation to
+/// [`SqlCore`].
+macro_rules! sql_store {
+    ($store:ident, $shown:literal) => {
+        /// Shows where the store is (never a password) and its pool size.
+        impl std::fmt::Debug for $store {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($store))
+                    .field($shown, &self.shown)
+                    .field("max_connections", &self.pool.options().get_max_connections())
+                    .field("commit_hook", &self.core.hook.is_some())
+                    .finish()
+            }
+        }
+
+        impl $store {
+            /// Installs a fault-injection hook, called after every statement
+            /// inside a commit transaction. For tests only; see
+            /// [`CommitHook`](crate::directory::CommitHook).
+            #[must_use]
+            pub fn with_commit_hook(mut self, hook: $crate::directory::sql::CommitHook) -> Self {
+                self.core.hook = Some(hook);
+                self
+            }
+
+            /// Closes the connection pool, waiting for connections in use to
+            /// be returned. Later calls fail with [`StoreError::Backend`].
+            pub async fn close(&self) {
+                self.pool.close().await;
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::directory::DirectoryStore for $store {
+            async fn user(
+                &self,
+                tenant_id: &str,
+                id: $crate::id::Id,
+            ) -> Result<Option<$crate::directory::Versioned<$crate::directory::UserRecord>>, StoreError> {
+                self.core.user(tenant_id, id).await
+            }
+
+            async fn user_by_mail(
+                &self,
+                tenant_id: &str,
+                mail_key: &str,
+            ) -> Result<Option<$crate::directory::Versioned<$crate::directory::UserRecord>>, StoreError> {
+                self.core.user_by_mail(tenant_id, mail_key).await
+            }
+
+            async fn user_by_identity(
+                &self,
+                tenant_id: &str,
+                issuer: &str,
+                issuer_assigned_id: &str,
+            ) -> Result<Option<$crate::directory::Versioned<$crate::directory::UserRecord>>, StoreError> {
+                self.core
+                    .user_by_identity(tenant_id, issuer, issuer_assigned_id)
+                    .await
+            }
+
+            async fn users(&self, tenant_id: &str) -> Result<Vec<$crate::directory::UserRecord>, StoreError> {
+                self.core.users(tenant_id).await
+            }
+
+            async fn invitation(
+                &self,
+                id: $crate::id::Id,
+            ) -> Result<
+                Option<$crate::directory::Versioned<$crate::directory::InvitationRecord>>,
+                StoreError,
+            > {
+                self.core.invitation(id).await
+            }
+
+            async fn session(
+                &self,
+                handle_hash: &$crate::secret::Digest,
+            ) -> Result<
+                Option<$crate::directory::Versioned<$crate::directory::RedemptionSession>>,
+                StoreError,
+            > {
+                self.core.session(handle_hash).await
+            }
+
+            async fn passcode(
+                &self,
+                id: $crate::id::Id,
+            ) -> Result<Option<$crate::directory::Versioned<$crate::directory::PasscodeRecord>>, StoreError>
+            {
+                self.core.passcode(id).await
+            }
+
+            async fn throttle(
+                &self,
+                tenant_id: &str,
+                address_key: &str,
+            ) -> Result<Option<$crate::directory::Versioned<$crate::directory::AddressThrottle>>, StoreError>
+            {
+                self.core.throttle(tenant_id, address_key).await
+            }
+
+            async fn commit(&self, batch: $crate::directory::WriteBatch) -> Result<(), StoreError> {
+                self.core.commit(batch).await
+            }
+
+            async fn purge_expired(
+                &self,
+                now: time::OffsetDateTime,
+                limit: u32,
+            ) -> Result<$crate::directory::PurgeReport, StoreError> {
+                self.core.purge_expired(now, limit).await
+            }
+        }
+    };
+}
+pub(crate) use sql_store;
+
+impl Stored {
+    pub(crate) fn new(version: i64, data: Value) -> Self {
+        Self { version, data }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Statements. `$n` placeholders work on SQLite and PostgreSQL alike. Every
+// update takes the same parameters as the insert of its table plus the
+// expected version last.
+
+const USER_INSERT: &str = "INSERT INTO users (id, tenant_id, created_at, data, version, mail_key) \
+     VALUES ($1, $2, $3, $4, 1, NULL) ON CONFLICT (id) DO NOTHING";
+const USER_UPDATE: &str = "UPDATE users SET created_at = $3, data = $4, version = version + 1, mail_key = NULL \
+     WHERE id = $1 AND tenant_id = $2 AND version = $5";
+const USER_RELEASE_IDENTITIES: &str = "DELETE FROM user_identities WHERE user_id = $1";
+const USER_CLAIM_MAIL: &str = "UPDATE users SET mail_key = $2 WHERE id = $1";
+const IDENTITY_INSERT: &str =
+    "INSERT INTO user_identities (user_id, tenant_id, issuer, issuer_assigned_id) VALUES ($1, $2, $3, $4)";
+const INVITATION_INSERT: &str = "INSERT INTO invitations (id, tenant_id, ticket_expires_at, data, version) \
+     VALUES ($1, $2, $3, $4, 1) ON CONFLICT (id) DO NOTHING";
+const INVITATION_UPDATE: &str = "UPDATE invitations SET ticket_expires_at = $3, data = $4, version = version + 1 \
+     WHERE id = $1 AND tenant_id = $2 AND version = $5";
+const SESSION_INSERT: &str = "INSERT INTO sessions (handle_hash, tenant_id, expires_at, data, version) \
+     VALUES ($1, $2, $3, $4, 1) ON CONFLICT (handle_hash) DO NOTHING";
+const SESSION_UPDATE: &str = "UPDATE sessions SET expires_at = $3, data = $4, version = version + 1 \
+     WHERE handle_hash = $1 AND tenant_id = $2 AND version = $5";
+const PASSCODE_INSERT: &str = "INSERT INTO passcodes (id, expires_at, data, version) \
+     VALUES ($1, $2, $3, 1) ON CONFLICT (id) DO NOTHING";
+const PASSCODE_UPDATE: &str = "UPDATE passcodes SET expires_at = $2, data = $3, version = version + 1 \
+     WHERE id = $1 AND version = $4";
+const THROTTLE_INSERT: &str = "INSERT INTO throttles (tenant_id, address_key, data, version) \
+     VALUES ($1, $2, $3, 1) ON CONFLICT (tenant_id, address_key) DO NOTHING";
+const THROTTLE_UPDATE: &str = "UPDATE throttles SET data = $3, version = version + 1 \
+     WHERE tenant_id = $1 AND address_key = $2 AND version = $4";
+
+const SELECT_USER: &str = "SELECT version, data FROM users WHERE id = $1 AND tenant_id = $2";
+const SELECT_USER_BY_MAIL: &str = "SELECT version, data FROM users WHERE tenant_id = $1 AND mail_key = $2";
+const SELECT_USER_BY_IDENTITY: &str = "SELECT u.version, u.data FROM user_identities i \
+     JOIN users u ON u.id = i.user_id \
+     WHERE i.tenant_id = $1 AND i.issuer = $2 AND i.issuer_assigned_id = $3";
+const SELECT_USERS: &str = "SELECT version, data FROM users WHERE tenant_id = $1 ORDER BY created_at, id";
+const SELECT_INVITATION: &str = "SELECT version, data FROM invitations WHERE id = $1";
+const SELECT_SESSION: &str = "SELECT version, data FROM sessions WHERE handle_hash = $1";
+const SELECT_PASSCODE: &str = "SELECT version, data FROM passcodes WHERE id = $1";
+const SELECT_THROTTLE: &str = "SELECT version, data FROM throttles WHERE tenant_id = $1 AND address_key = $2";
+
+const PURGE_SESSIONS: &str = "DELETE FROM sessions WHERE expires_at <= $1 AND handle_hash IN \
+     (SELECT handle_hash FROM sessions WHERE expires_at <= $1 ORDER BY expires_at, handle_hash LIMIT $2)";
+const PURGE_PASSCODES: &str = "DELETE FROM passcodes WHERE expires_at <= $1 AND id IN \
+     (SELECT id FROM passcodes WHERE expires_at <= $1 ORDER BY expires_at, id LIMIT $2)";
+const SELECT_EXPIRED_TICKETS: &str = "SELECT version, data FROM invitations WHERE ticket_expires_at <= $1 \
+     ORDER BY ticket_expires_at, id LIMIT $2";
+
+// ---------------------------------------------------------------------------
+// Values.
+
+/// Unix microseconds, rounded down, saturating.
+pub(crate) fn micros_floor(t: OffsetDateTime) -> i64 {
+    saturate(t.unix_timestamp_nanos().div_euclid(1000))
+}
+
+/// Unix microseconds, rounded up, saturating.
+pub(crate) fn micros_ceil(t: OffsetDateTime) -> i64 {
+    let n = t.unix_timestamp_nanos();
+    saturate(n.div_euclid(1000) + i128::from(n.rem_euclid(1000) != 0))
+}
+
+fn saturate(v: i128) -> i64 {
+    i64::try_from(v).unwrap_or(if v < 0 { i64::MIN } else { i64::MAX })
+}
+
+fn to_json<T: Serialize>(what: &'static str, key: &str, value: &T) -> Result<Value, StoreError> {
+    serde_json::to_value(value).map_err(|_| StoreError::Backend {
+        message: format!("cannot serialize {what} `{key}`"),
+    })
+}
+
+fn decode<T: DeserializeOwned>(
+    what: &'static str,
+    key: &str,
+    row: Stored,
+) -> Result<Versioned<T>, StoreError> {
+    // serde's messages may quote stored values: name the record, not them.
+    let value = serde_json::from_value(row.data).map_err(|e| StoreError::Backend {
+        message: format!(
+            "stored {what} `{key}` is not a valid record ({:?} error)",
+            e.classify()
+        ),
+    })?;
+    let version = u64::try_from(row.version).map_err(|_| StoreError::Backend {
+        message: format!("stored {what} `{key}` has a negative version"),
+    })?;
+    Ok(Versioned { value, version })
+}
+
+/// The expiry of an invitation's ticket, if it holds one.
+fn ticket_expiry(r: &InvitationRecord) -> Option<i64> {
+    r.ticket.as_ref().map(|t| micros_ceil(t.expires_at))
+}
+
+// ---------------------------------------------------------------------------
+// Errors.
+
+/// SQLite extended result codes of `SQLITE_BUSY` and `SQLITE_LOCKED`.
+pub(crate) const SQLITE_BUSY_CODES: [&str; 8] = ["5", "261", "517", "773", "6", "262", "518", "774"];
+/// PostgreSQL `deadlock_detected` and `serialization_failure`.
+const PG_RETRY_CODES: [&str; 2] = ["40P01", "40001"];
+
+/// A backend error as a [`StoreError::Backend`] whose message says what was
+/// being done and what failed, without record contents.
+pub(crate) fn backend_error(doing: &str, e: &sqlx::Error) -> StoreError {
+    let detail = match e {
+        sqlx::Error::Database(db) => {
+            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+            if SQLITE_BUSY_CODES.contains(&code.as_str()) {
+                format!("database is busy: {}", db.message())
+            } else {
+                format!("{} (code {code})", db.message())
+            }
+        }
+        sqlx::Error::Io(io) => format!("connection failed: {io}"),
+        sqlx::Error::PoolTimedOut => "timed out waiting for a database connection".to_owned(),
+        sqlx::Error::PoolClosed => "the store is closed".to_owned(),
+        sqlx::Error::ColumnDecode { index, .. } => format!("cannot decode column {index}"),
+        sqlx::Error::Decode(_) => "cannot decode a stored value".to_owned(),
+        sqlx::Error::Encode(_) => "cannot encode a value".to_owned(),
+        other => other.to_string(),
+    };
+    StoreError::Backend {
+        message: format!("{doing}: {detail}"),
+    }
+}
+
+fn is_retryable_race(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db)
+        if db.code().is_some_and(|c| PG_RETRY_CODES.contains(&c.as_ref())))
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.kind() == sqlx::error::ErrorKind::UniqueViolation)
+}
+
+/// Maps a migration failure; `max` is the newest version this build knows.
+pub(crate) fn migrate_error(e: &sqlx::migrate::MigrateError, max: i64) -> StoreError {
+    use sqlx::migrate::MigrateError;
+    let message = match e {
+        MigrateError::VersionMissing(v) if *v > max => {
+            format!("database schema version {v} is newer than this guestpass (max {max})")
+        }
+        MigrateError::VersionMissing(v) => {
+            format!("database schema version {v} is applied but unknown to this guestpass (max {max})")
+        }
+        MigrateError::VersionMismatch(v) => {
+            format!("database schema version {v} differs from the migration this guestpass ships")
+        }
+        MigrateError::Dirty(v) => format!("database schema version {v} was partially applied"),
+        MigrateError::Execute(err) => return backend_error("cannot migrate the database schema", err),
+        MigrateError::ExecuteMigration(err, v) => {
+            return backend_error(&format!("cannot apply schema migration {v}"), err);
+        }
+        other => format!("cannot migrate the database schema: {other}"),
+    };
+    StoreError::Backend { message }
+}
+
+// ---------------------------------------------------------------------------
+// The commit plan.
+
+/// One statement of a commit and what its outcomes mean.
+struct Stmt {
+    sql: &'static str,
+    args: Vec<Arg>,
+    /// The write it belongs to.
+    record: &'static str,
+    key: String,
+    /// Zero rows affected is a conflict.
+    must_affect: bool,
+    /// A unique violation breaks this rule on this key.
+    unique: Option<(&'static str, String)>,
+}
+
+impl Stmt {
+    fn error(&self, e: &sqlx::Error) -> StoreError {
+        match &self.unique {
+            Some((constraint, key)) if is_unique_violation(e) => StoreError::Duplicate {
+                constraint,
+                key: key.clone(),
+            },
+            _ if is_retryable_race(e) => self.conflict(),
+            _ => backend_error(&format!("cannot write {} `{}`", self.record, self.key), e),
+        }
+    }
+
+    fn conflict(&self) -> StoreError {
+        StoreError::Conflict {
+            record: self.record,
+            key: self.key.clone(),
+        }
+    }
+}
+
+/// The conditional statement for a write: its insert, or its update with
+/// the expected version appended.
+fn conditional(
+    expect: Expect,
+    (insert, update): (&'static str, &'static str),
+    mut args: Vec<Arg>,
+    record: &'static str,
+    key: String,
+) -> Result<Stmt, StoreError> {
+    let sql = match expect {
+        Expect::Absent => insert,
+        Expect::Version(n) => {
+            // No stored version exceeds i64::MAX, so such a write cannot match.
+            let n = i64::try_from(n).map_err(|_| StoreError::Conflict {
+                record,
+                key: key.clone(),
+            })?;
+            args.push(Arg::Int(n));
+            update
+        }
+    };
+    Ok(Stmt {
+        sql,
+        args,
+        record,
+        key,
+        must_affect: true,
+        unique: None,
+    })
+}
+
+fn plain(sql: &'static str, args: Vec<Arg>, record: &'static str, key: &str) -> Stmt {
+    Stmt {
+        sql,
+        args,
+        record,
+        key: key.to_owned(),
+        must_affect: false,
+        unique: None,
+    }
+}
+
+/// The statements of a batch: every precondition (and the release of the
+/// written users' mail keys and identities) first, then the users' claims.
+fn plan(batch: WriteBatch) -> Result<Vec<Stmt>, StoreError> {
+    use Arg::{Int, Json, OptInt, Text};
+    let mut preconditions = Vec::new();
+    let mut claims = Vec::new();
+    for w in batch.into_writes() {
+        let (record, key) = w.key();
+        let expect = w.expect();
+        // A user update also releases the user's identities.
+        let mut release = None;
+        let (statements, args) = match w {
+            Write::User { record: u, .. } => {
+                let id = u.user.id.to_string();
+                if let Expect::Version(_) = expect {
+                    release = Some(plain(
+                        USER_RELEASE_IDENTITIES,
+                        vec![Text(id.clone())],
+                        record,
+                        &key,
+                    ));
+                }
+                claims.extend(user_claims(&u, record, &key));
+                (
+                    (USER_INSERT, USER_UPDATE),
+                    vec![
+                        Text(id),
+                        Text(u.tenant_id.clone()),
+                        Int(micros_floor(u.user.created_date_time)),
+                        Json(to_json(record, &key, &u)?),
+                    ],
+                )
+            }
+            Write::Invitation { record: mut r, .. } => {
+                // The redeem URL carries the ticket: it is never stored.
+                r.invitation.invite_redeem_url = None;
+                (
+                    (INVITATION_INSERT, INVITATION_UPDATE),
+                    vec![
+                        Text(r.invitation.id.to_string()),
+                        Text(r.tenant_id.clone()),
+                        OptInt(ticket_expiry(&r)),
+                        Json(to_json(record, &key, &r)?),
+                    ],
+                )
+            }
+            Write::Session { record: s, .. } => (
+                (SESSION_INSERT, SESSION_UPDATE),
+                vec![
+                    Text(s.handle_hash.to_hex()),
+                    Text(s.tenant_id.clone()),
+                    Int(micros_ceil(s.expires_at)),
+                    Json(to_json(record, &key, &s)?),
+                ],
+            ),
+            Write::Passcode { record: p, .. } => (
+                (PASSCODE_INSERT, PASSCODE_UPDATE),
+                vec![
+                    Text(p.id.to_string()),
+                    Int(micros_ceil(p.expires_at)),
+                    Json(to_json(record, &key, &p)?),
+                ],
+            ),
+            Write::Throttle {
+                tenant_id, record: t, ..
+            } => (
+                (THROTTLE_INSERT, THROTTLE_UPDATE),
+                vec![
+                    Text(tenant_id),
+                    Text(t.address_key.clone()),
+                    Json(to_json(record, &key, &t)?),
+                ],
+            ),
+        };
+        preconditions.push(conditional(expect, statements, args, record, key)?);
+        preconditions.extend(release);
+    }
+    preconditions.extend(claims);
+    Ok(preconditions)
+}
+
+/// The statements by which a written user claims its mail key and its
+/// identities.
+fn user_claims(u: &UserRecord, record: &'static str, key: &str) -> Vec<Stmt> {
+    let id = u.user.id.to_string();
+    let mut out = Vec::new();
+    if let Some(mail_key) = u.mail_key() {
+        let mut claim = plain(
+            USER_CLAIM_MAIL,
+            vec![Arg::Text(id.clone()), Arg::Text(mail_key.to_owned())],
+            record,
+            key,
+        );
+        claim.must_affect = true;
+        claim.unique = Some(("user mail", mail_key.to_owned()));
+        out.push(claim);
+    }
+    for i in &u.user.identities {
+        let mut claim = plain(
+            IDENTITY_INSERT,
+            vec![
+                Arg::Text(id.clone()),
+                Arg::Text(u.tenant_id.clone()),
+                Arg::Text(i.issuer.clone()),
+                Arg::Text(i.issuer_assigned_id.clone()),
+            ],
+            record,
+            key,
+        );
+        claim.unique = Some(("identity", format!("{}/{}", i.issuer, i.issuer_assigned_id)));
+        out.push(claim);
+    }
+    out
+}
+
+/// Runs a plan inside an open transaction, calling the hook after each
+/// statement.
+async fn run(tx: &mut dyn Tx, plan: &[Stmt], hook: Option<&CommitHook>) -> Result<(), StoreError> {
+    for (i, s) in plan.iter().enumerate() {
+        let affected = tx.execute(s.sql, &s.args).await.map_err(|e| s.error(&e))?;
+        if s.must_affect && affected == 0 {
+            return Err(s.conflict());
+        }
+        if let Some(hook) = hook {
+            hook(i + 1).map_err(|reason| StoreError::Backend {
+                message: format!(
+                    "commit aborted by the fault-injection hook after statement {}: {reason}",
+                    i + 1
+                ),
+            })?;
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// The store logic both backends share.
+
+/// The directory store over any [`Backend`].
+pub(crate) struct SqlCore {
+    backend: Box<dyn Backend>,
+    pub(crate) hook: Option<CommitHook>,
+}
+
+impl fmt::Debug for SqlCore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqlCore")
+            .field("commit_hook", &self.hook.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqlCore {
+    pub(crate) fn new(backend: Box<dyn Backend>) -> Self {
+        Self { backend, hook: None }
+    }
+
+    async fn one<T: DeserializeOwned>(
+        &self,
+        what: &'static str,
+        key: &str,
+        sql: &'static str,
+        args: Vec<Arg>,
+    ) -> Result<Option<Versioned<T>>, StoreError> {
+        let rows = self
+            .backend
+            .fetch(sql, &args)
+            .await
+            .map_err(|e| backend_error(&format!("cannot read {what} `{key}`"), &e))?;
+        rows.into_iter().next().map(|r| decode(what, key, r)).transpose()
+    }
+
+    pub(crate) async fn user(
+        &self,
+        tenant_id: &str,
+        id: Id,
+    ) -> Result<Option<Versioned<UserRecord>>, StoreError> {
+        let key = id.to_string();
+        let args = vec![Arg::Text(key.clone()), Arg::Text(tenant_id.to_owned())];
+        self.one("user", &key, SELECT_USER, args).await
+    }
+
+    pub(crate) async fn user_by_mail(
+        &self,
+        tenant_id: &str,
+        mail_key: &str,
+    ) -> Result<Option<Versioned<UserRecord>>, StoreError> {
+        let args = vec![Arg::Text(tenant_id.to_owned()), Arg::Text(mail_key.to_owned())];
+        self.one("user", mail_key, SELECT_USER_BY_MAIL, args).await
+    }
+
+    pub(crate) async fn user_by_identity(
+        &self,
+        tenant_id: &str,
+        issuer: &str,
+        issuer_assigned_id: &str,
+    ) -> Result<Option<Versioned<UserRecord>>, StoreError> {
+        let args = vec![
+            Arg::Text(tenant_id.to_owned()),
+            Arg::Text(issuer.to_owned()),
+            Arg::Text(issuer_assigned_id.to_owned()),
+        ];
+        let key = format!("{issuer}/{issuer_assigned_id}");
+        self.one("user", &key, SELECT_USER_BY_IDENTITY, args).await
+    }
+
+    pub(crate) async fn users(&self, tenant_id: &str) -> Result<Vec<UserRecord>, StoreError> {
+        let rows = self
+            .backend
+            .fetch(SELECT_USERS, &[Arg::Text(tenant_id.to_owned())])
+            .await
+            .map_err(|e| backend_error(&format!("cannot list the users of `{tenant_id}`"), &e))?;
+        let mut out = rows
+            .into_iter()
+            .map(|r| decode::<UserRecord>("user", tenant_id, r).map(|v| v.value))
+            .collect::<Result<Vec<_>, _>>()?;
+        // The column holds microseconds; order exactly as the memory store.
+        out.sort_by_key(|r| (r.user.created_date_time, r.user.id));
+        Ok(out)
+    }
+
+    pub(crate) async fn invitation(&self, id: Id) -> Result<Option<Versioned<InvitationRecord>>, StoreError> {
+        let key = id.to_string();
+        let args = vec![Arg::Text(key.clone())];
+        self.one("invitation", &key, SELECT_INVITATION, args).await
+    }
+
+    pub(crate) async fn session(
+        &self,
+        handle_hash: &Digest,
+    ) -> Result<Option<Versioned<RedemptionSession>>, StoreError> {
+        let key = handle_hash.to_hex();
+        let args = vec![Arg::Text(key.clone())];
+        self.one("session", &key, SELECT_SESSION, args).await
+    }
+
+    pub(crate) async fn passcode(&self, id: Id) -> Result<Option<Versioned<PasscodeRecord>>, StoreError> {
+        let key = id.to_string();
+        let args = vec![Arg::Text(key.clone())];
+        self.one("passcode", &key, SELECT_PASSCODE, args).await
+    }
+
+    pub(crate) async fn throttle(
+        &self,
+        tenant_id: &str,
+        address_key: &str,
+    ) -> Result<Option<Versioned<AddressThrottle>>, StoreError> {
+        let args = vec![Arg::Text(tenant_id.to_owned()), Arg::Text(address_key.to_owned())];
+        let key = format!("{tenant_id}/{address_key}");
+        self.one("throttle", &key, SELECT_THROTTLE, args).await
+    }
+
+    pub(crate) async fn commit(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        batch.check_distinct()?;
+        let plan = plan(batch)?;
+        if plan.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self
+            .backend
+            .begin()
+            .await
+            .map_err(|e| backend_error("cannot begin a commit", &e))?;
+        match run(tx.as_mut(), &plan, self.hook.as_ref()).await {
+            Ok(()) => tx
+                .commit()
+                .await
+                .map_err(|e| backend_error("cannot commit a batch", &e)),
+            Err(e) => {
+                // The rollback's own failure changes nothing: an unfinished
+                // transaction is rolled back when its connection goes.
+                let _ = tx.rollback().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Purges in statements of their own, each conditional, so what was
+    /// purged before a failure stays purged and a concurrent commit is never
+    /// undone: an invitation changed since it was read keeps its new state
+    /// (and is left for a later purge).
+    pub(crate) async fn purge_expired(
+        &self,
+        now: OffsetDateTime,
+        limit: u32,
+    ) -> Result<PurgeReport, StoreError> {
+        if limit == 0 {
+            return Ok(PurgeReport::default());
+        }
+        let bounds = [Arg::Int(micros_floor(now)), Arg::Int(i64::from(limit))];
+        let db = &self.backend;
+        let sessions = db
+            .execute(PURGE_SESSIONS, &bounds)
+            .await
+            .map_err(|e| backend_error("cannot purge expired sessions", &e))?;
+        let passcodes = db
+            .execute(PURGE_PASSCODES, &bounds)
+            .await
+            .map_err(|e| backend_error("cannot purge expired passcodes", &e))?;
+        let expired = db
+            .fetch(SELECT_EXPIRED_TICKETS, &bounds)
+            .await
+            .map_err(|e| backend_error("cannot read expired tickets", &e))?;
+        let mut tickets = 0;
+        for row in expired {
+            let current = decode::<InvitationRecord>("invitation", "with an expired ticket", row)?;
+            let mut r = current.value;
+            r.ticket = None;
+            let key = r.invitation.id.to_string();
+            let s = conditional(
+                Expect::Version(current.version),
+                (INVITATION_INSERT, INVITATION_UPDATE),
+                vec![
+                    Arg::Text(key.clone()),
+                    Arg::Text(r.tenant_id.clone()),
+                    Arg::OptInt(None),
+                    Arg::Json(to_json("invitation", &key, &r)?),
+                ],
+                "invitation",
+                key,
+            )?;
+            tickets += db.execute(s.sql, &s.args).await.map_err(|e| s.error(&e))?;
+        }
+        Ok(PurgeReport {
+            sessions,
+            passcodes,
+            tickets,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::datetime;
+
+    use super::*;
+
+    #[test]
+    fn micros_round_outwards() {
+        let t = datetime!(2026-11-01 12:00:00.000_000_5 UTC);
+        assert_eq!(micros_floor(t) + 1, micros_ceil(t));
+        let whole = datetime!(2026-11-01 12:00 UTC);
+        assert_eq!(micros_floor(whole), micros_ceil(whole));
+        assert_eq!(micros_floor(whole), whole.unix_timestamp() * 1_000_000);
+        let before = datetime!(1969-12-31 23:59:59.999_999_5 UTC);
+        assert_eq!(micros_floor(before), -1);
+        assert_eq!(micros_ceil(before), 0);
+    }
+
+    fn user(n: u8, local: &str) -> UserRecord {
+        let mail = crate::email::EmailAddress::parse(&format!("{local}@fabrikam.example")).ok();
+        UserRecord {
+            user: crate::directory::User {
+                id: Id::from_bytes([n; 16]),
+                user_type: crate::directory::UserType::Guest,
+                external_user_state: None,
+                external_user_state_change_date_time: None,
+                creation_type: None,
+                identities: vec![crate::directory::ObjectIdentity {
+                    sign_in_type: crate::directory::SignInType::Federated,
+                    issuer: "mail".into(),
+                    issuer_assigned_id: local.into(),
+                }],
+                mail,
+                other_mails: Vec::new(),
+                display_name: None,
+                user_principal_name: local.into(),
+                account_enabled: true,
+                sponsors: Vec::new(),
+                created_date_time: datetime!(2026-11-01 12:00 UTC),
+            },
+            tenant_id: "t1".into(),
+            active_invitation: None,
+        }
+    }
+
+    #[test]
+    fn plan_releases_before_claims() {
+        let mut a = user(1, "a");
+        a.user.mail = None;
+        let plan = plan(
+            WriteBatch::new()
+                .with(Write::User {
+                    record: a,
+                    expect: Expect::Version(1),
+                })
+                .with(Write::User {
+                    record: user(2, "b"),
+                    expect: Expect::Absent,
+                }),
+        )
+        .map_err(|e| e.to_string());
+        let sql: Vec<&str> = plan.iter().flatten().map(|s| s.sql).collect();
+        assert_eq!(
+            sql,
+            [
+                USER_UPDATE,
+                USER_RELEASE_IDENTITIES,
+                USER_INSERT,
+                IDENTITY_INSERT,
+                USER_CLAIM_MAIL,
+                IDENTITY_INSERT
+            ]
+        );
+    }
+
+    #[test]
+    fn stale_versions_beyond_i64_conflict() {
+        let r = plan(WriteBatch::new().with(Write::User {
+            record: user(1, "a"),
+            expect: Expect::Version(u64::MAX),
+        }));
+        assert!(matches!(r, Err(StoreError::Conflict { .. })));
+    }
+}

@@ -1,0 +1,232 @@
+//! The PostgreSQL store: the conformance suite, migrations (idempotent,
+//! concurrent, newer schema refused), persistence across reconnect,
+//! injected and connection-killing commit failures, an unreachable server,
+//! and error hygiene.
+//!
+//! Needs a server: `GUESTPASS_TEST_POSTGRES_URL` (such as
+//! `postgres://postgres@127.0.0.1:5432/postgres`) names a role that may
+//! create databases. Every test creates its own `guestpass_test_*`
+//! database and drops it afterwards, also when it fails. Without the
+//! variable the tests fail, naming it.
+#![cfg(feature = "postgres")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod sqlsupport;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use guestpass::directory::{CommitHook, DirectoryStore, PostgresStore, conformance};
+use guestpass::error::StoreError;
+use guestpass::{Error, RedemptionStep};
+use sqlsupport::{TestDb, pg_exec, service};
+use sqlx::{Connection, Row};
+
+async fn applied(url: &str) -> Vec<i64> {
+    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+    let rows = sqlx::query("SELECT version FROM _sqlx_migrations ORDER BY version")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    rows.iter().map(|r| r.get(0)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_on_fresh_databases() {
+    let dbs = Mutex::new(Vec::new());
+    conformance::run_all(|| async {
+        let db = TestDb::create().await;
+        let store = PostgresStore::connect(&db.url).await.unwrap();
+        dbs.lock().unwrap().push(db);
+        Arc::new(store) as Arc<dyn DirectoryStore>
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_are_idempotent_and_concurrent() {
+    let db = TestDb::create().await;
+    let tasks: Vec<_> = (0..6)
+        .map(|_| {
+            let url = db.url.clone();
+            tokio::spawn(async move { PostgresStore::connect(&url).await })
+        })
+        .collect();
+    for t in tasks {
+        let store = t.await.unwrap().unwrap();
+        store.close().await;
+    }
+    PostgresStore::connect(&db.url).await.unwrap().close().await;
+    assert_eq!(applied(&db.url).await, [1]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_schema_is_refused() {
+    let db = TestDb::create().await;
+    PostgresStore::connect(&db.url).await.unwrap().close().await;
+    pg_exec(
+        &db.url,
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (20990101000000, 'from the future', TRUE, '\\x00', 0)",
+    )
+    .await;
+    let err = PostgresStore::connect(&db.url).await.unwrap_err();
+    assert_eq!(
+        err,
+        StoreError::Backend {
+            message: "database schema version 20990101000000 is newer than this guestpass (max 1)".into()
+        }
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_killed_between_calls() {
+    let db = TestDb::create().await;
+    let store = Arc::new(PostgresStore::connect(&db.url).await.unwrap());
+    let w = service(store.clone(), 33);
+    let guest = w.invite("frank@fabrikam.example").await;
+    for round in 0..3 {
+        let killed = db.terminate_connections().await;
+        assert!(killed >= 1, "round {round}: the store had a connection");
+        let started = match w.gp.start_redemption(&guest.ticket).await {
+            Ok(s) => s,
+            Err(Error::Store(StoreError::Backend { message })) => {
+                eprintln!("round {round}: typed failure, then a repeat: {message}");
+                w.gp.start_redemption(&guest.ticket).await.unwrap()
+            }
+            Err(e) => panic!("round {round}: untyped failure {e:?}"),
+        };
+        assert!(matches!(started.step, RedemptionStep::EnterPasscode { .. }));
+    }
+    let handle = w.to_consent(&guest).await;
+    db.terminate_connections().await;
+    let r = w.accept(&handle).await;
+    if let Err(e) = r {
+        assert!(matches!(e, Error::Store(StoreError::Backend { .. })), "{e:?}");
+        eprintln!("finish: typed failure, then a repeat: {e}");
+        w.accept(&handle).await.unwrap();
+    }
+    sqlsupport::assert_redeemed(&sqlsupport::redemption_state(store.as_ref(), &guest, &handle).await);
+}
+
+/// The server kills the connection in the middle of a commit (after its
+/// second statement): the commit fails typed, nothing of it is visible, and
+/// a repeat commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_cut_off_midway_is_all_or_nothing() {
+    let db = Arc::new(TestDb::create().await);
+    let armed = Arc::new(AtomicBool::new(false));
+    let hook = {
+        let (db, armed) = (db.clone(), armed.clone());
+        Arc::new(move |n: usize| {
+            if n == 2 && armed.swap(false, Ordering::SeqCst) {
+                db.terminate_connections_blocking();
+            }
+            Ok(())
+        })
+    };
+    let store = Arc::new(
+        PostgresStore::connect(&db.url)
+            .await
+            .unwrap()
+            .with_commit_hook(hook),
+    );
+    let w = service(store.clone(), 34);
+    let guest = w.invite("grace@fabrikam.example").await;
+    let handle = w.to_consent(&guest).await;
+    let before = sqlsupport::redemption_state(store.as_ref(), &guest, &handle).await;
+    armed.store(true, Ordering::SeqCst);
+    let err = w.accept(&handle).await.unwrap_err();
+    assert!(err.to_string().contains("cannot write"), "{err}");
+    assert!(matches!(err, Error::Store(StoreError::Backend { .. })), "{err:?}");
+    assert!(!armed.load(Ordering::SeqCst), "the hook fired");
+    let after = sqlsupport::redemption_state(store.as_ref(), &guest, &handle).await;
+    assert_eq!(after, before, "a cut-off commit left a trace");
+    w.accept(&handle).await.unwrap();
+    sqlsupport::assert_redeemed(&sqlsupport::redemption_state(store.as_ref(), &guest, &handle).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_records_do_not_leak() {
+    let db = TestDb::create().await;
+    let store = Arc::new(PostgresStore::connect(&db.url).await.unwrap());
+    let url = db.url.clone();
+    sqlsupport::corrupt_records_do_not_leak(store, |id| async move {
+        pg_exec(
+            &url,
+            &format!("UPDATE users SET data = '{{\"secret\": \"hunter2\"}}' WHERE id = '{id}'"),
+        )
+        .await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debug_and_errors_never_show_the_password() {
+    let db = TestDb::create().await;
+    // The test server trusts local connections, so the password is unused.
+    let mut url = url::Url::parse(&db.url).unwrap();
+    url.set_password(Some("s3cret-pw")).unwrap();
+    let store = PostgresStore::connect(url.as_str()).await.unwrap();
+    let shown = format!("{store:?}");
+    assert!(shown.contains(&db.name), "{shown}");
+    assert!(!shown.contains("s3cret-pw"), "{shown}");
+    store.close().await;
+    let err = store.users("t1").await.unwrap_err();
+    assert!(matches!(err, StoreError::Backend { .. }), "{err:?}");
+
+    // A database that does not exist.
+    let mut missing = url.clone();
+    missing.set_path("/guestpass_no_such_database");
+    let err = PostgresStore::connect(missing.as_str()).await.unwrap_err();
+    let message = err.to_string();
+    assert!(message.contains("cannot connect to postgres://"), "{message}");
+    assert!(message.contains("guestpass_no_such_database"), "{message}");
+    assert!(!message.contains("s3cret-pw"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_is_down_fails_fast_and_typed() {
+    // Needs no server, but a run without one configured must not look green.
+    sqlsupport::admin_url();
+    // Nothing listens on port 1.
+    let started = Instant::now();
+    let err = PostgresStore::connect("postgres://postgres:s3cret-pw@127.0.0.1:1/guestpass")
+        .await
+        .unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let StoreError::Backend { message } = &err else {
+        panic!("{err:?}")
+    };
+    assert!(
+        message.starts_with("cannot connect to postgres://postgres@127.0.0.1:1/guestpass: "),
+        "{message}"
+    );
+    assert!(!message.contains("s3cret-pw"), "{message}");
+    let err = PostgresStore::connect("postgres://u:s3cret-pw@127.0.0.1:5432/x?sslmode=bogus")
+        .await
+        .unwrap_err();
+    assert!(!err.to_string().contains("s3cret-pw"), "{err}");
+}
+
+async fn fresh(hook: Option<CommitHook>) -> (TestDb, Arc<dyn DirectoryStore>) {
+    let db = TestDb::create().await;
+    let store = PostgresStore::connect(&db.url).await.unwrap();
+    let store = match hook {
+        Some(h) => store.with_commit_hook(h),
+        None => store,
+    };
+    (db, Arc::new(store))
+}
+
+async fn reopen(db: &TestDb) -> Arc<dyn DirectoryStore> {
+    Arc::new(PostgresStore::connect(&db.url).await.unwrap())
+}
+
+sqlsupport::shared_store_tests!(fresh, reopen);

@@ -25,7 +25,7 @@ use sqlx::{Connection, Row};
 
 async fn applied(url: &str) -> Vec<i64> {
     let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
-    let rows = sqlx::query("SELECT version FROM _sqlx_migrations ORDER BY version")
+    let rows = sqlx::query("SELECT version FROM guestpass._sqlx_migrations ORDER BY version")
         .fetch_all(&mut conn)
         .await
         .unwrap();
@@ -62,13 +62,50 @@ async fn migrations_are_idempotent_and_concurrent() {
     assert_eq!(applied(&db.url).await, [1]);
 }
 
+/// The host application's own tables and sqlx migration history in the same
+/// database are left alone: guestpass keeps to its schema.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shares_a_database_with_the_host_application() {
+    let db = TestDb::create().await;
+    pg_exec(
+        &db.url,
+        "CREATE TABLE public._sqlx_migrations (version BIGINT PRIMARY KEY, description TEXT NOT NULL, \
+         installed_on TIMESTAMPTZ NOT NULL DEFAULT now(), success BOOLEAN NOT NULL, checksum BYTEA NOT NULL, \
+         execution_time BIGINT NOT NULL); \
+         INSERT INTO public._sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (20240101000000, 'host app', TRUE, '\\x00', 0); \
+         CREATE TABLE public.users (id TEXT PRIMARY KEY, name TEXT); \
+         INSERT INTO public.users VALUES ('host-1', 'kept');",
+    )
+    .await;
+    let store = PostgresStore::connect(&db.url).await.unwrap();
+    conformance::records_round_trip(Arc::new(store)).await;
+    assert_eq!(applied(&db.url).await, [1]);
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let host: Vec<(i64,)> = sqlx::query_as("SELECT version FROM public._sqlx_migrations")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        host,
+        [(20240101000000,)],
+        "the host's migration history is untouched"
+    );
+    let name: (String,) = sqlx::query_as("SELECT name FROM public.users WHERE id = 'host-1'")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(name.0, "kept");
+    conn.close().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_newer_schema_is_refused() {
     let db = TestDb::create().await;
     PostgresStore::connect(&db.url).await.unwrap().close().await;
     pg_exec(
         &db.url,
-        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+        "INSERT INTO guestpass._sqlx_migrations (version, description, success, checksum, execution_time) \
          VALUES (20990101000000, 'from the future', TRUE, '\\x00', 0)",
     )
     .await;
@@ -156,7 +193,7 @@ async fn corrupt_records_do_not_leak() {
     sqlsupport::corrupt_records_do_not_leak(store, |id| async move {
         pg_exec(
             &url,
-            &format!("UPDATE users SET data = '{{\"secret\": \"hunter2\"}}' WHERE id = '{id}'"),
+            &format!("UPDATE guestpass.users SET data = '{{\"secret\": \"hunter2\"}}' WHERE id = '{id}'"),
         )
         .await;
     })

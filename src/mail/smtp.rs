@@ -296,7 +296,9 @@ impl SmtpMailerBuilder {
 
 /// A [`MailTransport`] that hands messages to an SMTP server with lettre's
 /// `AsyncSmtpTransport` on tokio (rustls with the webpki roots for TLS).
-/// Connections are pooled and reused.
+/// Each message travels on a connection of its own, closed after the send:
+/// a send cut off by the send timeout can never leave a half-used
+/// connection behind for the next message.
 ///
 /// Needs the `smtp` feature and a tokio runtime at send time.
 ///

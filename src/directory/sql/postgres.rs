@@ -18,6 +18,21 @@ pub const POSTGRES_MAX_CONNECTIONS: u32 = 10;
 /// How long `connect` waits for the server, and a call for a connection.
 pub const POSTGRES_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The schema guestpass keeps its tables and its migration history in, so
+/// it shares a database with the host application's own tables and
+/// migrations without touching them.
+pub const POSTGRES_SCHEMA: &str = "guestpass";
+
+/// Settings of every pooled connection: the guestpass schema; `READ
+/// COMMITTED` (what the conditional statements are written for, whatever
+/// the server's default); a bounded wait for a row lock, so a stalled
+/// transaction elsewhere makes calls fail with a typed error instead of
+/// hanging; and an end to transactions left idle.
+const SESSION_SETTINGS: &str = "SET search_path TO guestpass; \
+     SET lock_timeout = '5s'; \
+     SET idle_in_transaction_session_timeout = '30s'; \
+     SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ COMMITTED";
+
 sqlx_backend!(sqlx::Postgres, sqlx::postgres::PgRow, |pool| pool.begin());
 
 /// A [`DirectoryStore`](crate::directory::DirectoryStore) in a PostgreSQL
@@ -79,11 +94,27 @@ impl PostgresStore {
                 ),
             })?
             .map_err(|e| backend_error(&format!("cannot connect to {shown}"), &e))?;
+        let mut conn = conn;
+        let created = create_schema(&mut conn).await;
         // Closing politely can fail on a broken connection; dropping it is enough.
         let _ = conn.close().await;
+        created.map_err(|e| {
+            backend_error(
+                &format!("cannot create schema `{POSTGRES_SCHEMA}` in {shown}"),
+                &e,
+            )
+        })?;
         let pool = PgPoolOptions::new()
             .max_connections(POSTGRES_MAX_CONNECTIONS)
             .acquire_timeout(POSTGRES_CONNECT_TIMEOUT)
+            .after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    // No arguments: the simple query protocol, which runs
+                    // several statements in one round trip.
+                    sqlx::Executor::execute(&mut *conn, SESSION_SETTINGS).await?;
+                    Ok(())
+                })
+            })
             .connect_lazy_with(options);
         // The migrator holds an advisory lock while it works, so concurrent
         // connects wait for each other's migrations.
@@ -101,6 +132,24 @@ impl PostgresStore {
 }
 
 sql_store!(PostgresStore, "url");
+
+/// `CREATE SCHEMA IF NOT EXISTS` can still lose a race with another process
+/// creating the same schema (a unique violation); the loser tries again and
+/// then finds it.
+async fn create_schema(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    let sql = "CREATE SCHEMA IF NOT EXISTS guestpass";
+    let mut last = None;
+    for _ in 0..3 {
+        match sqlx::Executor::execute(&mut *conn, sql).await {
+            Ok(_) => return Ok(()),
+            Err(e) => last = Some(e),
+        }
+    }
+    match last {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
 
 /// The URL without password and query (which may carry one).
 fn redact(url: &str) -> String {

@@ -4,12 +4,23 @@
 //! one-time passcode mailed to her, accepts consent, and is an accepted
 //! guest.
 //!
-//! Run it with `cargo run --example invite_and_redeem`.
+//! Run it with `cargo run --example invite_and_redeem`: the directory is
+//! then kept in memory. `--database URL` keeps it in a database instead:
+//!
+//! - `--database sqlite://PATH` or `--database PATH.db`: a SQLite file,
+//!   created if missing (build with `--features sqlite`);
+//! - `--database postgres://user@host:port/db`: a PostgreSQL database (build
+//!   with `--features postgres`).
+//!
+//! For example `cargo run --example invite_and_redeem --features sqlite --
+//! --database /tmp/guestpass-demo.db`. Use a fresh database: Alice redeems,
+//! so a second run on the same one finds her invitation completed already
+//! and stops there.
 
 use std::sync::Arc;
 
 use guestpass::audit::MemoryAudit;
-use guestpass::directory::MemoryStore;
+use guestpass::directory::{DirectoryStore, InvitationStatus, MemoryStore};
 use guestpass::keys::SigningKey;
 use guestpass::mail::Outbox;
 use guestpass::random::{SecureRandom, SystemRandom};
@@ -17,9 +28,17 @@ use guestpass::{ConsentDecision, Finished, GuestPass, InvitationRequest, Inviter
 
 const BASE_URL: &str = "http://127.0.0.1:8080/";
 const APP_URL: &str = "https://app.contoso.example/welcome";
+const USAGE: &str = "usage: cargo run --example invite_and_redeem [--features sqlite|postgres] -- \
+[--database sqlite://PATH | PATH.db | postgres://USER@HOST:PORT/DB]";
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let Some(database) = database_argument(std::env::args().skip(1))? else {
+        println!("{USAGE}");
+        return Ok(());
+    };
+    let store = open_store(database.as_deref()).await?;
+
     // A fresh key per run; a real host loads its keys from its secret store.
     let mut secret = [0u8; 32];
     SystemRandom::new().fill(&mut secret)?;
@@ -32,7 +51,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .privacy_statement_url("https://contoso.example/privacy")
         .signing_key(SigningKey::new("2026-11", secret)?)
         .redirect_url(APP_URL)
-        .store(Arc::new(MemoryStore::new()))
+        .store(store)
         .mail(outbox.clone())
         .audit(audit.clone())
         .build()?;
@@ -42,6 +61,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     request.invited_user_display_name = Some("Alice Smith".into());
     let invitation = guestpass.invite(&Inviter::admin(None), request).await?;
     println!("   invitation {} is {:?}", invitation.id, invitation.status);
+    if invitation.status == InvitationStatus::Completed {
+        println!("   Alice redeemed in this directory before: run again on a fresh database");
+        return Ok(());
+    }
 
     let mail = outbox
         .last_to("alice@fabrikam.example")
@@ -125,4 +148,77 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("   {:?}", event.kind);
     }
     Ok(())
+}
+
+/// The `--database` argument: `Ok(None)` for `--help`, `Ok(Some(None))`
+/// when there is none.
+fn database_argument(
+    mut args: impl Iterator<Item = String>,
+) -> Result<Option<Option<String>>, Box<dyn std::error::Error>> {
+    let mut database = None;
+    while let Some(arg) = args.next() {
+        if arg == "--help" || arg == "-h" {
+            return Ok(None);
+        }
+        let value = match arg.strip_prefix("--database") {
+            Some("") => args.next(),
+            Some(rest) => rest.strip_prefix('=').map(str::to_owned),
+            None => None,
+        };
+        match value {
+            Some(v) if !v.is_empty() => database = Some(v),
+            _ => return Err(format!("unexpected argument `{arg}` (see --help)").into()),
+        }
+    }
+    Ok(Some(database))
+}
+
+/// The directory store `--database` names: in memory when absent.
+async fn open_store(database: Option<&str>) -> Result<Arc<dyn DirectoryStore>, Box<dyn std::error::Error>> {
+    match database {
+        None => {
+            println!("Directory: in memory");
+            Ok(Arc::new(MemoryStore::new()))
+        }
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            open_postgres(url).await
+        }
+        Some(path) if path.starts_with("sqlite:") || path.ends_with(".db") => open_sqlite(path).await,
+        Some(other) => Err(format!(
+            "--database `{other}` is neither a postgres:// URL, a sqlite:// URL nor a path ending in .db"
+        )
+        .into()),
+    }
+}
+
+#[cfg(feature = "sqlite")]
+async fn open_sqlite(path: &str) -> Result<Arc<dyn DirectoryStore>, Box<dyn std::error::Error>> {
+    let store = guestpass::directory::SqliteStore::open(path).await?;
+    println!("Directory: {store:?}");
+    Ok(Arc::new(store))
+}
+
+#[cfg(not(feature = "sqlite"))]
+async fn open_sqlite(path: &str) -> Result<Arc<dyn DirectoryStore>, Box<dyn std::error::Error>> {
+    Err(format!(
+        "--database `{path}` needs the SQLite store, which this build lacks: \
+         run with `cargo run --example invite_and_redeem --features sqlite -- --database {path}`"
+    )
+    .into())
+}
+
+#[cfg(feature = "postgres")]
+async fn open_postgres(url: &str) -> Result<Arc<dyn DirectoryStore>, Box<dyn std::error::Error>> {
+    let store = guestpass::directory::PostgresStore::connect(url).await?;
+    println!("Directory: {store:?}");
+    Ok(Arc::new(store))
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn open_postgres(_url: &str) -> Result<Arc<dyn DirectoryStore>, Box<dyn std::error::Error>> {
+    Err(
+        "--database postgres://... needs the PostgreSQL store, which this build lacks: \
+         run with `cargo run --example invite_and_redeem --features postgres -- --database postgres://...`"
+            .into(),
+    )
 }

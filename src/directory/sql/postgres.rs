@@ -47,6 +47,12 @@ sqlx_backend!(sqlx::Postgres, sqlx::postgres::PgRow, |pool| pool.begin());
 /// meets the broken connection fails with [`StoreError::Backend`], nothing
 /// of its batch is written, and a repeat succeeds.
 ///
+/// TLS (rustls, with the webpki roots) follows the URL's `sslmode`:
+/// `prefer` (the default) encrypts when the server offers it without
+/// checking its certificate, `require` insists on encryption, and
+/// `verify-ca` / `verify-full` also check the certificate (and host name).
+/// Use `sslmode=verify-full` for a database on another host.
+///
 /// `Debug` shows the server and database, never a password.
 pub struct PostgresStore {
     pool: PgPool,

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use base64::Engine as _;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
@@ -142,63 +143,35 @@ pub fn percent_decode(s: &str) -> String {
 
 /// The base64url alphabet.
 pub const URL_ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-const STD_ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-fn encode_with(bytes: &[u8], alphabet: &[u8; 64], pad: bool) -> String {
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        let chars = chunk.len() + 1;
-        for i in 0..4 {
-            if i < chars {
-                out.push(char::from(alphabet[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else if pad {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
+/// Base64url that decodes leniently (padding optional, trailing bits
+/// allowed): tests decode tickets they tampered with.
+const LENIENT_URL: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::URL_SAFE,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_encode_padding(false)
+        .with_decode_allow_trailing_bits(true)
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+);
 
 /// Unpadded base64url.
 pub fn b64url(bytes: &[u8]) -> String {
-    encode_with(bytes, URL_ALPHABET, false)
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// Padded base64url.
 pub fn b64url_padded(bytes: &[u8]) -> String {
-    encode_with(bytes, URL_ALPHABET, true)
+    base64::engine::general_purpose::URL_SAFE.encode(bytes)
 }
 
 /// Padded standard base64.
 pub fn b64_standard(bytes: &[u8]) -> String {
-    encode_with(bytes, STD_ALPHABET, true)
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 /// Decodes unpadded base64url (lenient about trailing bits; test use only).
 pub fn b64url_decode(s: &str) -> Vec<u8> {
-    let mut bits = 0u32;
-    let mut nbits = 0;
-    let mut out = Vec::new();
-    for c in s.bytes() {
-        let v = URL_ALPHABET
-            .iter()
-            .position(|a| *a == c)
-            .expect("base64url character") as u32;
-        bits = (bits << 6) | v;
-        nbits += 6;
-        if nbits >= 8 {
-            nbits -= 8;
-            out.push((bits >> nbits) as u8);
-            bits &= (1 << nbits) - 1;
-        }
-    }
-    out
+    LENIENT_URL.decode(s).expect("base64url text")
 }
 
 /// A ticket for `invitation_id` in the harness tenant, signed with `keys`.

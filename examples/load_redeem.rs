@@ -22,6 +22,8 @@
 //!   (`double redemptions: 0`), and every user in the directory must be
 //!   `Accepted` with exactly one identity.
 //!
+//! The PostgreSQL store gets one pooled connection per task.
+//!
 //! On PostgreSQL the same load database then gets a reference from
 //! `pgbench` (when it is installed): `pgbench -i -s 10`, then the built-in
 //! simple-update (`-N`) and select-only (`-S`) scripts with `--tasks`
@@ -55,7 +57,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use guestpass::directory::{DirectoryStore, ExternalUserState, PostgresStore, SqliteStore};
+use guestpass::directory::{DirectoryStore, ExternalUserState, PostgresOptions, PostgresStore, SqliteStore};
 use guestpass::email::EmailAddress;
 use guestpass::error::MailError;
 use guestpass::idp::PasscodePolicy;
@@ -364,7 +366,9 @@ async fn postgres_run(opts: &Options) -> Res<Figures> {
 }
 
 async fn postgres_body(opts: &Options, url: &str) -> Res<Figures> {
-    let store = Arc::new(PostgresStore::connect(url).await?);
+    // One connection per task, as pgbench has one per client.
+    let pool = PostgresOptions::default().max_connections(u32::try_from(opts.tasks)?);
+    let store = Arc::new(PostgresStore::connect_with(url, pool).await?);
     println!("store: {store:?}");
     let result = bench(Backend::Postgres, opts, store.clone()).await;
     store.close().await;

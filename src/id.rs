@@ -86,13 +86,14 @@ fn hex(c: u8) -> Option<u8> {
 
 impl fmt::Display for Id {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut out = String::with_capacity(36);
         for (i, b) in self.0.iter().enumerate() {
             if matches!(i, 4 | 6 | 8 | 10) {
-                f.write_str("-")?;
+                out.push('-');
             }
-            write!(f, "{b:02x}")?;
+            crate::secret::push_hex(&mut out, &[*b]);
         }
-        Ok(())
+        f.write_str(&out)
     }
 }
 

@@ -30,8 +30,9 @@ use crate::audit::{AuditEvent, AuditKind, AuditSink, NoAudit};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{self, Config, DEFAULT_SESSION_LIFETIME, DEFAULT_TICKET_LIFETIME};
 use crate::directory::{
-    DirectoryStore, Expect, Invitation, InvitationRecord, InvitationStatus, PurgeReport, RedemptionSession,
-    SessionStep, User, UserRecord, Versioned, Write, WriteBatch,
+    AddressThrottle, DirectoryStore, Expect, Invitation, InvitationRecord, InvitationStatus, PasscodeRecord,
+    PurgeReport, RedemptionRecords, RedemptionSession, SessionStep, User, UserRecord, Versioned, Write,
+    WriteBatch,
 };
 use crate::error::{
     ConfigError, Denied, Error, InputError, PasscodeError, RedemptionError, StoreError, TicketError,
@@ -591,30 +592,54 @@ impl GuestPass {
         Ok(self.inner.store.purge_expired(now, limit).await?)
     }
 
-    /// Loads an invitation and its user and checks that a ticket whose
-    /// verifier hashes to `verifier_hash` may still redeem it now.
+    /// Loads an invitation with its user (and the user's passcode counters)
+    /// and checks that a ticket whose verifier hashes to `verifier_hash` may
+    /// still redeem it now.
     async fn redeemable(&self, invitation_id: Id, verifier_hash: &Digest) -> Result<Redeemable, Error> {
+        let records = self
+            .inner
+            .store
+            .redemption_by_invitation(self.tenant(), invitation_id)
+            .await?;
+        self.checked(invitation_id, verifier_hash, records)
+    }
+
+    /// Checks that the invitation and user of `records` may be redeemed by a
+    /// ticket whose verifier hashes to `verifier_hash`.
+    fn checked(
+        &self,
+        invitation_id: Id,
+        verifier_hash: &Digest,
+        records: RedemptionRecords,
+    ) -> Result<Redeemable, Error> {
         let cfg = &self.inner.config;
-        let inv = self.inner.store.invitation(invitation_id).await?;
-        let user = match &inv {
-            Some(i) if i.value.tenant_id == cfg.tenant_id => {
-                self.inner
-                    .store
-                    .user(self.tenant(), i.value.invitation.invited_user.id)
-                    .await?
-            }
-            _ => None,
-        };
+        let RedemptionRecords {
+            invitation,
+            user,
+            throttle,
+            ..
+        } = records;
+        // A store returns the user only for an invitation of this tenant;
+        // check again rather than trust it.
+        let user = user.filter(|_| {
+            invitation
+                .as_ref()
+                .is_some_and(|i| i.value.tenant_id == cfg.tenant_id)
+        });
         check_redeemable(
             cfg,
             invitation_id,
             verifier_hash,
-            inv.as_ref(),
+            invitation.as_ref(),
             user.as_ref(),
             self.now(),
         )?;
-        match (inv, user) {
-            (Some(invitation), Some(user)) => Ok(Redeemable { invitation, user }),
+        match (invitation, user) {
+            (Some(invitation), Some(user)) => Ok(Redeemable {
+                invitation,
+                user,
+                throttle,
+            }),
             _ => Err(TicketError::NoLongerValid.into()),
         }
     }
@@ -714,7 +739,7 @@ impl GuestPass {
         let user = &r.user.value;
         let address = user.user.mail.clone().ok_or(TicketError::NoLongerValid)?;
         let key = address.comparison_key();
-        let throttle = self.inner.store.throttle(self.tenant(), key).await?;
+        let throttle = self.throttle(r.throttle.clone(), key).await?;
         let next_throttle =
             email_otp::plan_send(&cfg.passcode, throttle.as_ref().map(|t| &t.value), key, now)?;
         let (code, record) = email_otp::generate(
@@ -769,32 +794,49 @@ impl GuestPass {
         }
     }
 
-    async fn session(&self, handle: &str) -> Result<Versioned<RedemptionSession>, Error> {
+    /// `prefetched` when it holds the counters of `address_key`, else a
+    /// fresh read of them.
+    async fn throttle(
+        &self,
+        prefetched: Option<Versioned<AddressThrottle>>,
+        address_key: &str,
+    ) -> Result<Option<Versioned<AddressThrottle>>, Error> {
+        match prefetched {
+            Some(t) if t.value.address_key == address_key => Ok(Some(t)),
+            _ => Ok(self.inner.store.throttle(self.tenant(), address_key).await?),
+        }
+    }
+
+    /// A session at step `expected`, whose invitation may still be redeemed,
+    /// with its current passcode, in one read of the store.
+    async fn live_session(&self, handle: &str, expected: SessionStep) -> Result<LiveSession, Error> {
         if handle.is_empty() || handle.len() > MAX_HANDLE_LEN {
             return Err(RedemptionError::UnknownSession.into());
         }
         let hash = Digest::sha256(handle.as_bytes());
-        match self.inner.store.session(&hash).await? {
-            Some(s) if s.value.tenant_id == self.inner.config.tenant_id => Ok(s),
-            _ => Err(RedemptionError::UnknownSession.into()),
-        }
-    }
-
-    /// A session at step `expected`, whose invitation may still be redeemed.
-    async fn live_session(
-        &self,
-        handle: &str,
-        expected: SessionStep,
-    ) -> Result<(Versioned<RedemptionSession>, Redeemable), Error> {
-        let session = self.session(handle).await?;
-        check_session(&session.value, expected, self.now())?;
-        let r = self
-            .redeemable(session.value.invitation_id, &session.value.verifier_hash)
+        let mut records = self
+            .inner
+            .store
+            .redemption_by_session(self.tenant(), &hash)
             .await?;
+        let session = match records.session.take() {
+            Some(s) if s.value.tenant_id == self.inner.config.tenant_id && s.value.handle_hash == hash => s,
+            _ => return Err(RedemptionError::UnknownSession.into()),
+        };
+        check_session(&session.value, expected, self.now())?;
+        let passcode = records
+            .passcode
+            .take()
+            .filter(|p| Some(p.value.id) == session.value.passcode_id);
+        let r = self.checked(session.value.invitation_id, &session.value.verifier_hash, records)?;
         if r.user.value.user.id != session.value.user_id {
             return Err(TicketError::NoLongerValid.into());
         }
-        Ok((session, r))
+        Ok(LiveSession {
+            session,
+            redeemable: r,
+            passcode,
+        })
     }
 
     /// Mails a new passcode for a session waiting for one; the earlier code
@@ -806,7 +848,12 @@ impl GuestPass {
     /// [`Error::Ticket`] when the invitation was revoked, replaced or
     /// redeemed meanwhile, [`Error::Passcode`] when rate limited or locked.
     pub async fn resend_passcode(&self, handle: &str) -> Result<RedemptionStep, Error> {
-        let (session, r) = self.live_session(handle, SessionStep::AwaitingPasscode).await?;
+        let live = self.live_session(handle, SessionStep::AwaitingPasscode).await?;
+        let LiveSession {
+            session,
+            redeemable: r,
+            ..
+        } = live;
         self.send_passcode(&r, session.value, Expect::Version(session.version))
             .await
     }
@@ -825,19 +872,14 @@ impl GuestPass {
     pub async fn submit_passcode(&self, handle: &str, code: &str) -> Result<RedemptionStep, Error> {
         let cfg = &self.inner.config;
         let now = self.now();
-        let (session, _) = self.live_session(handle, SessionStep::AwaitingPasscode).await?;
-        let pid = session.value.passcode_id.ok_or(PasscodeError::NotIssued)?;
-        let passcode = self
-            .inner
-            .store
-            .passcode(pid)
-            .await?
-            .ok_or(PasscodeError::NotIssued)?;
-        let throttle = self
-            .inner
-            .store
-            .throttle(self.tenant(), &passcode.value.address_key)
-            .await?;
+        let live = self.live_session(handle, SessionStep::AwaitingPasscode).await?;
+        let LiveSession {
+            session,
+            redeemable: r,
+            passcode,
+        } = live;
+        let passcode = passcode.ok_or(PasscodeError::NotIssued)?;
+        let throttle = self.throttle(r.throttle, &passcode.value.address_key).await?;
         let outcome = email_otp::check(
             &cfg.passcode,
             &cfg.keys,
@@ -918,7 +960,11 @@ impl GuestPass {
         decision: ConsentDecision,
     ) -> Result<Finished, Error> {
         let cfg = &self.inner.config;
-        let (session, r) = self.live_session(handle, SessionStep::AwaitingConsent).await?;
+        let LiveSession {
+            session,
+            redeemable: r,
+            ..
+        } = self.live_session(handle, SessionStep::AwaitingConsent).await?;
         let invitation_id = r.invitation.value.invitation.id;
         let user_id = r.user.value.user.id;
         if decision == ConsentDecision::Decline {
@@ -957,8 +1003,17 @@ impl GuestPass {
     }
 }
 
-/// An invitation and its user, checked redeemable.
+/// An invitation and its user, checked redeemable, with the counters of
+/// the user's address as the store read them along (checked before use).
 struct Redeemable {
     invitation: Versioned<InvitationRecord>,
     user: Versioned<UserRecord>,
+    throttle: Option<Versioned<AddressThrottle>>,
+}
+
+/// A session checked live, what it redeems, and its current passcode.
+struct LiveSession {
+    session: Versioned<RedemptionSession>,
+    redeemable: Redeemable,
+    passcode: Option<Versioned<PasscodeRecord>>,
 }

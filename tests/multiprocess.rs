@@ -41,9 +41,9 @@ const SESSIONS_PER_INVITATION: usize = 3;
 const PASSCODE_GUESTS: usize = 10;
 /// Passcode sessions per such guest.
 const SESSIONS_PER_PASSCODE_GUEST: usize = 2;
-/// Statements of the completion batch: user, its identities, invitation,
-/// session, then the mail claim and the identity insert.
-const COMPLETION_STATEMENTS: usize = 6;
+/// Statements of the completion batch: the user (with its mail key), the
+/// release of its identities, invitation, session, then the identity insert.
+const COMPLETION_STATEMENTS: usize = 5;
 /// How long a child waits for the start signal.
 const GO_TIMEOUT: Duration = Duration::from_secs(120);
 

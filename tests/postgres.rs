@@ -59,7 +59,7 @@ async fn migrations_are_idempotent_and_concurrent() {
         store.close().await;
     }
     PostgresStore::connect(&db.url).await.unwrap().close().await;
-    assert_eq!(applied(&db.url).await, [1]);
+    assert_eq!(applied(&db.url).await, [1, 2]);
 }
 
 /// The host application's own tables and sqlx migration history in the same
@@ -80,7 +80,7 @@ async fn shares_a_database_with_the_host_application() {
     .await;
     let store = PostgresStore::connect(&db.url).await.unwrap();
     conformance::records_round_trip(Arc::new(store)).await;
-    assert_eq!(applied(&db.url).await, [1]);
+    assert_eq!(applied(&db.url).await, [1, 2]);
     let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
     let host: Vec<(i64,)> = sqlx::query_as("SELECT version FROM public._sqlx_migrations")
         .fetch_all(&mut conn)
@@ -113,7 +113,7 @@ async fn a_newer_schema_is_refused() {
     assert_eq!(
         err,
         StoreError::Backend {
-            message: "database schema version 20990101000000 is newer than this guestpass (max 1)".into()
+            message: "database schema version 20990101000000 is newer than this guestpass (max 2)".into()
         }
     );
 }
@@ -181,6 +181,72 @@ async fn a_commit_cut_off_midway_is_all_or_nothing() {
     assert!(!armed.load(Ordering::SeqCst), "the hook fired");
     let after = sqlsupport::redemption_state(store.as_ref(), &guest, &handle).await;
     assert_eq!(after, before, "a cut-off commit left a trace");
+    w.accept(&handle).await.unwrap();
+    sqlsupport::assert_redeemed(&sqlsupport::redemption_state(store.as_ref(), &guest, &handle).await);
+}
+
+/// Without a hook a commit is one call of `guestpass.commit_batch`. A
+/// failure in its last statement (a trigger raises on the identity insert)
+/// and a connection killed while the call runs (the trigger sleeps) both
+/// leave nothing of the batch, and once the trigger is gone a repeat
+/// commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_call_cut_off_midway_is_all_or_nothing() {
+    let db = TestDb::create().await;
+    let store = Arc::new(PostgresStore::connect(&db.url).await.unwrap());
+    let w = service(store.clone(), 35);
+    let guest = w.invite("ivan@fabrikam.example").await;
+    let handle = w.to_consent(&guest).await;
+    let before = sqlsupport::redemption_state(store.as_ref(), &guest, &handle).await;
+
+    pg_exec(
+        &db.url,
+        "CREATE FUNCTION guestpass.test_fail() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN RAISE EXCEPTION 'injected at the identity insert'; END $$; \
+         CREATE TRIGGER test_fail BEFORE INSERT ON guestpass.user_identities \
+         FOR EACH ROW EXECUTE FUNCTION guestpass.test_fail();",
+    )
+    .await;
+    let err = w.accept(&handle).await.unwrap_err();
+    let shown = err.to_string();
+    assert!(shown.contains("injected at the identity insert"), "{shown}");
+    assert!(shown.contains("cannot write user"), "named by its write: {shown}");
+    assert_eq!(
+        sqlsupport::redemption_state(store.as_ref(), &guest, &handle).await,
+        before,
+        "a failed last statement left a trace"
+    );
+
+    pg_exec(
+        &db.url,
+        "CREATE OR REPLACE FUNCTION guestpass.test_fail() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN PERFORM pg_sleep(30); RETURN NEW; END $$;",
+    )
+    .await;
+    let finish = {
+        let w = w.clone();
+        let handle = handle.clone();
+        tokio::spawn(async move { w.accept(&handle).await })
+    };
+    // Wait until the call sleeps in the trigger, then kill its connection.
+    let mut killed = 0;
+    for _ in 0..200 {
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        if db.sleeping_backends().await > 0 {
+            killed = db.terminate_connections().await;
+            break;
+        }
+    }
+    assert!(killed >= 1, "the batch call never reached the trigger");
+    let err = finish.await.unwrap().unwrap_err();
+    assert!(matches!(err, Error::Store(StoreError::Backend { .. })), "{err:?}");
+    assert_eq!(
+        sqlsupport::redemption_state(store.as_ref(), &guest, &handle).await,
+        before,
+        "a killed batch call left a trace"
+    );
+
+    pg_exec(&db.url, "DROP TRIGGER test_fail ON guestpass.user_identities").await;
     w.accept(&handle).await.unwrap();
     sqlsupport::assert_redeemed(&sqlsupport::redemption_state(store.as_ref(), &guest, &handle).await);
 }

@@ -29,8 +29,8 @@ use time::macros::datetime;
 
 use super::{
     AddressThrottle, CreationType, DirectoryStore, Expect, ExternalUserState, Invitation, InvitationRecord,
-    InvitationStatus, InvitedUserMessageInfo, ObjectIdentity, ObjectRef, PasscodeRecord, RedemptionSession,
-    SessionStep, SignInType, User, UserRecord, UserType, Write, WriteBatch,
+    InvitationStatus, InvitedUserMessageInfo, ObjectIdentity, ObjectRef, PasscodeRecord, RedemptionRecords,
+    RedemptionSession, SessionStep, SignInType, User, UserRecord, UserType, Write, WriteBatch,
 };
 use crate::email::EmailAddress;
 use crate::error::StoreError;
@@ -123,6 +123,7 @@ where
     tenants_are_isolated(make().await).await;
     multi_user_batches_keep_indexes(make().await).await;
     purge_is_bounded_and_spares_live_records(make().await).await;
+    joined_reads_match_single_reads(make().await).await;
     racing_updates_have_one_winner(make().await).await;
     racing_inserts_have_one_winner(make().await).await;
     racing_redemptions_have_one_winner(make().await).await;
@@ -712,6 +713,213 @@ pub async fn purge_is_bounded_and_spares_live_records(store: Arc<dyn DirectorySt
         .unwrap()
         .unwrap();
     assert_eq!((t.value, t.version), (throttle, 1));
+}
+
+fn session_for(tenant: &str, n: u8, inv: &InvitationRecord, passcode: Option<Id>) -> RedemptionSession {
+    RedemptionSession {
+        handle_hash: Digest::sha256(&[b's', n]),
+        tenant_id: tenant.to_owned(),
+        invitation_id: inv.invitation.id,
+        user_id: inv.invitation.invited_user.id,
+        verifier_hash: Digest::sha256(b"verifier"),
+        step: SessionStep::AwaitingPasscode,
+        passcode_id: passcode,
+        proven_address: None,
+        created_at: T0,
+        expires_at: T0 + time::Duration::hours(1),
+    }
+}
+
+fn passcode_for(n: u8, address_key: &str) -> PasscodeRecord {
+    PasscodeRecord {
+        id: id(40 + n),
+        bound_to: Digest::sha256(&[b's', n]),
+        address_key: address_key.to_owned(),
+        code_hash: Digest::sha256(&[b'c', n]),
+        attempts: u32::from(n),
+        consumed: false,
+        issued_at: T0,
+        expires_at: T0 + time::Duration::minutes(10),
+    }
+}
+
+fn throttle_for(address_key: &str, failures: u32) -> AddressThrottle {
+    AddressThrottle {
+        address_key: address_key.to_owned(),
+        consecutive_failures: failures,
+        recent_sends: vec![T0],
+    }
+}
+
+/// What [`DirectoryStore::redemption_by_invitation`] must return, from the
+/// single reads.
+async fn expected_by_invitation(store: &dyn DirectoryStore, tenant: &str, inv: Id) -> RedemptionRecords {
+    let mut out = RedemptionRecords {
+        invitation: store.invitation(inv).await.unwrap(),
+        ..RedemptionRecords::default()
+    };
+    if let Some(i) = out.invitation.as_ref().filter(|i| i.value.tenant_id == tenant) {
+        out.user = store
+            .user(tenant, i.value.invitation.invited_user.id)
+            .await
+            .unwrap();
+    }
+    if let Some(key) = out.user.as_ref().and_then(|u| u.value.mail_key()) {
+        out.throttle = store.throttle(tenant, key).await.unwrap();
+    }
+    out
+}
+
+/// What [`DirectoryStore::redemption_by_session`] must return, from the
+/// single reads.
+async fn expected_by_session(store: &dyn DirectoryStore, tenant: &str, hash: &Digest) -> RedemptionRecords {
+    let Some(session) = store.session(hash).await.unwrap() else {
+        return RedemptionRecords::default();
+    };
+    if session.value.tenant_id != tenant {
+        return RedemptionRecords::default();
+    }
+    let mut out = expected_by_invitation(store, tenant, session.value.invitation_id).await;
+    if let Some(pid) = session.value.passcode_id {
+        out.passcode = store.passcode(pid).await.unwrap();
+    }
+    if let Some(p) = &out.passcode {
+        out.throttle = store.throttle(tenant, &p.value.address_key).await.unwrap();
+    }
+    out.session = Some(session);
+    out
+}
+
+/// The joined reads a redemption step makes return exactly what the single
+/// reads return: for a live session with its passcode, a session whose
+/// passcode is gone, a passcode for an older address, no passcode, another
+/// tenant's session and invitation, a missing user, a user without mail,
+/// and unknown keys; with versions above 1.
+pub async fn joined_reads_match_single_reads(store: Arc<dyn DirectoryStore>) {
+    let alice = user("t1", 1, "alice");
+    let mut nomail = user("t1", 2, "nomail");
+    let inv_nomail = invitation("t1", 2, &nomail);
+    nomail.user.mail = None;
+    let bob = user("t2", 3, "bob");
+    let ghost = user("t1", 4, "ghost"); // never stored
+    let inv_alice = invitation("t1", 1, &alice);
+    let inv_bob = invitation("t2", 3, &bob);
+    let inv_ghost = invitation("t1", 4, &ghost);
+    let sessions = [
+        session_for("t1", 1, &inv_alice, Some(id(41))), // its passcode, alice's address
+        session_for("t1", 2, &inv_alice, Some(id(60))), // passcode gone
+        session_for("t1", 3, &inv_alice, Some(id(43))), // passcode for an older address
+        session_for("t1", 4, &inv_alice, None),
+        session_for("t2", 5, &inv_alice, Some(id(41))), // another tenant's session
+        session_for("t1", 6, &inv_bob, None),           // another tenant's invitation
+        session_for("t1", 7, &inv_ghost, None),         // the user is missing
+        session_for("t1", 8, &inv_nomail, None),        // a user without mail
+    ];
+    let mut batch = WriteBatch::new();
+    for u in [&alice, &nomail, &bob] {
+        batch.push(Write::User {
+            record: u.clone(),
+            expect: Expect::Absent,
+        });
+    }
+    for i in [&inv_alice, &inv_nomail, &inv_bob, &inv_ghost] {
+        batch.push(Write::Invitation {
+            record: i.clone(),
+            expect: Expect::Absent,
+        });
+    }
+    for s in &sessions {
+        batch.push(Write::Session {
+            record: s.clone(),
+            expect: Expect::Absent,
+        });
+    }
+    for p in [
+        passcode_for(1, "alice@fabrikam.example"),
+        passcode_for(3, "old@fabrikam.example"),
+    ] {
+        batch.push(Write::Passcode {
+            record: p,
+            expect: Expect::Absent,
+        });
+    }
+    for (tenant, key, n) in [
+        ("t1", "alice@fabrikam.example", 1),
+        ("t1", "old@fabrikam.example", 2),
+        ("t2", "bob@fabrikam.example", 3),
+        ("t2", "alice@fabrikam.example", 4),
+    ] {
+        batch.push(Write::Throttle {
+            tenant_id: tenant.into(),
+            record: throttle_for(key, n),
+            expect: Expect::Absent,
+        });
+    }
+    store.commit(batch).await.unwrap();
+    // Versions above 1, so a read that mixes up columns shows.
+    let mut alice2 = alice.clone();
+    alice2.user.display_name = Some("Alice".into());
+    store.commit(put_user(alice2, Expect::Version(1))).await.unwrap();
+    store
+        .commit(WriteBatch::new().with(Write::Throttle {
+            tenant_id: "t1".into(),
+            record: throttle_for("alice@fabrikam.example", 9),
+            expect: Expect::Version(1),
+        }))
+        .await
+        .unwrap();
+
+    for inv in [&inv_alice, &inv_nomail, &inv_bob, &inv_ghost] {
+        let id = inv.invitation.id;
+        for tenant in ["t1", "t2"] {
+            let got = store.redemption_by_invitation(tenant, id).await.unwrap();
+            let want = expected_by_invitation(store.as_ref(), tenant, id).await;
+            assert_eq!(got, want, "redemption_by_invitation({tenant}, {id})");
+        }
+    }
+    let live = store
+        .redemption_by_invitation("t1", inv_alice.invitation.id)
+        .await
+        .unwrap();
+    assert_eq!(
+        (live.user.map(|u| u.version), live.throttle.map(|t| t.version)),
+        (Some(2), Some(2)),
+        "the invitation's user and counters, at their versions"
+    );
+    let unknown = store.redemption_by_invitation("t1", id(99)).await.unwrap();
+    assert_eq!(unknown, RedemptionRecords::default(), "an unknown invitation");
+
+    for s in &sessions {
+        for tenant in ["t1", "t2"] {
+            let got = store.redemption_by_session(tenant, &s.handle_hash).await.unwrap();
+            let want = expected_by_session(store.as_ref(), tenant, &s.handle_hash).await;
+            assert_eq!(
+                got,
+                want,
+                "redemption_by_session({tenant}, {})",
+                s.handle_hash.to_hex()
+            );
+        }
+    }
+    let older = store
+        .redemption_by_session("t1", &sessions[2].handle_hash)
+        .await
+        .unwrap();
+    assert_eq!(
+        older.throttle.map(|t| t.value.address_key),
+        Some("old@fabrikam.example".to_owned()),
+        "the counters of the passcode's address"
+    );
+    let foreign = store
+        .redemption_by_session("t2", &sessions[0].handle_hash)
+        .await
+        .unwrap();
+    assert_eq!(foreign, RedemptionRecords::default(), "another tenant's session");
+    let unknown = store
+        .redemption_by_session("t1", &Digest::sha256(b"nope"))
+        .await
+        .unwrap();
+    assert_eq!(unknown, RedemptionRecords::default(), "an unknown session");
 }
 
 /// [`RACERS`] tasks update one record from the same version: one wins.

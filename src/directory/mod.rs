@@ -19,7 +19,7 @@ pub use model::*;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use sql::CommitHook;
 #[cfg(feature = "postgres")]
-pub use sql::postgres::{POSTGRES_CONNECT_TIMEOUT, POSTGRES_MAX_CONNECTIONS, PostgresStore};
+pub use sql::postgres::{POSTGRES_CONNECT_TIMEOUT, POSTGRES_MAX_CONNECTIONS, PostgresOptions, PostgresStore};
 #[cfg(feature = "sqlite")]
 pub use sql::sqlite::{SQLITE_BUSY_TIMEOUT, SqliteStore};
-pub use store::{DirectoryStore, Expect, PurgeReport, Versioned, Write, WriteBatch};
+pub use store::{DirectoryStore, Expect, PurgeReport, RedemptionRecords, Versioned, Write, WriteBatch};

@@ -185,6 +185,29 @@ impl PurgeReport {
     }
 }
 
+/// The records one redemption step reads, fetched together by
+/// [`DirectoryStore::redemption_by_invitation`] and
+/// [`DirectoryStore::redemption_by_session`]. Each is `None` when absent, or
+/// when the record it hangs off is absent or belongs to another tenant.
+/// Adapters that override the joined reads build it from
+/// `RedemptionRecords::default()` and set its fields.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RedemptionRecords {
+    /// The redemption session (only from a read by session).
+    pub session: Option<Versioned<RedemptionSession>>,
+    /// The invitation: the one asked for, or the session's.
+    pub invitation: Option<Versioned<InvitationRecord>>,
+    /// The invitation's invited user, when the invitation belongs to the
+    /// tenant read for.
+    pub user: Option<Versioned<UserRecord>>,
+    /// The session's current passcode (only from a read by session).
+    pub passcode: Option<Versioned<PasscodeRecord>>,
+    /// The counters of the address the next passcode step concerns: the
+    /// passcode's address when there is a passcode, else the user's mail.
+    pub throttle: Option<Versioned<AddressThrottle>>,
+}
+
 /// Directory storage. Implementations must make [`DirectoryStore::commit`]
 /// atomic and conditional, also across processes sharing one database; the
 /// conformance suite (`guestpass::directory::conformance`, feature
@@ -230,6 +253,84 @@ pub trait DirectoryStore: Send + Sync + std::fmt::Debug {
         tenant_id: &str,
         address_key: &str,
     ) -> Result<Option<Versioned<AddressThrottle>>, StoreError>;
+
+    /// An invitation with its invited user and that user's passcode
+    /// counters, as one read where the backend can (the SQL stores join).
+    /// The default composes [`invitation`](Self::invitation),
+    /// [`user`](Self::user) and [`throttle`](Self::throttle); an override
+    /// must return the same records.
+    ///
+    /// The user (and so the counters) is read only when the invitation
+    /// belongs to `tenant_id`; `session` and `passcode` are `None`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Backend`] when the backend fails.
+    async fn redemption_by_invitation(
+        &self,
+        tenant_id: &str,
+        invitation_id: Id,
+    ) -> Result<RedemptionRecords, StoreError> {
+        let invitation = self.invitation(invitation_id).await?;
+        let user = match &invitation {
+            Some(i) if i.value.tenant_id == tenant_id => {
+                self.user(tenant_id, i.value.invitation.invited_user.id).await?
+            }
+            _ => None,
+        };
+        let throttle = match user.as_ref().and_then(|u| u.value.mail_key()) {
+            Some(key) => self.throttle(tenant_id, key).await?,
+            None => None,
+        };
+        Ok(RedemptionRecords {
+            session: None,
+            invitation,
+            user,
+            passcode: None,
+            throttle,
+        })
+    }
+
+    /// A redemption session of `tenant_id` with everything its next step
+    /// reads, as one read where the backend can: its invitation, the
+    /// invitation's user (when the invitation belongs to `tenant_id`), its
+    /// current passcode, and the counters of the passcode's address (or,
+    /// without a passcode, of the user's mail). The default composes the
+    /// single reads; an override must return the same records.
+    ///
+    /// A session of another tenant reads as absent, and then so does
+    /// everything else.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Backend`] when the backend fails.
+    async fn redemption_by_session(
+        &self,
+        tenant_id: &str,
+        handle_hash: &Digest,
+    ) -> Result<RedemptionRecords, StoreError> {
+        let Some(session) = self
+            .session(handle_hash)
+            .await?
+            .filter(|s| s.value.tenant_id == tenant_id)
+        else {
+            return Ok(RedemptionRecords::default());
+        };
+        let mut out = self
+            .redemption_by_invitation(tenant_id, session.value.invitation_id)
+            .await?;
+        if let Some(pid) = session.value.passcode_id {
+            out.passcode = self.passcode(pid).await?;
+        }
+        if let Some(p) = &out.passcode {
+            let key = p.value.address_key.as_str();
+            if out.user.as_ref().and_then(|u| u.value.mail_key()) != Some(key) {
+                out.throttle = self.throttle(tenant_id, key).await?;
+            }
+        }
+        out.session = Some(session);
+        Ok(out)
+    }
 
     /// Applies every write of `batch` if every precondition and uniqueness
     /// rule holds, and none otherwise.

@@ -41,6 +41,18 @@
 //!    (`user mail` or `identity`). Because all releases come first, swaps and
 //!    move-and-reclaim within one batch commit, as in the memory store.
 //!
+//! A batch that writes a single user sets its mail key in the user's own
+//! statement instead (there is no swap to order), which spares a second
+//! update of the row.
+//!
+//! PostgreSQL runs the whole plan in one round trip: the statements are
+//! sent as one JSON batch to the function `guestpass.commit_batch`
+//! (migration 0002), which runs the same statements in order inside the
+//! calling statement's transaction and raises SQLSTATE `GP001` for a failed
+//! precondition, naming the failing statement by index in every error's
+//! detail. While a fault-injection hook is installed the plan runs
+//! statement by statement instead, so the hook runs between statements.
+//!
 //! Any error rolls the transaction back: nothing of the batch is visible.
 //! PostgreSQL re-evaluates an `UPDATE`'s `WHERE` after a concurrent writer
 //! commits, so of racers that read one version exactly one matches; a
@@ -50,6 +62,14 @@
 //! [`StoreError::Backend`] (`database is busy`), which the service reports as
 //! unavailable (503); it is not a lost compare-and-set, so it is not a
 //! conflict.
+//!
+//! # Joined reads
+//!
+//! [`redemption_by_invitation`](crate::directory::DirectoryStore::redemption_by_invitation)
+//! and [`redemption_by_session`](crate::directory::DirectoryStore::redemption_by_session)
+//! are one query each: `LEFT JOIN`s from the session or invitation along the
+//! ids its JSON holds (`invitation_id`, `invitation.invitedUser.id`,
+//! `passcode_id`) to primary keys, so a redemption step reads once.
 //!
 //! # Purge
 //!
@@ -80,7 +100,7 @@ use time::OffsetDateTime;
 use crate::directory::model::{
     AddressThrottle, InvitationRecord, PasscodeRecord, RedemptionSession, UserRecord,
 };
-use crate::directory::store::{Expect, PurgeReport, Versioned, Write, WriteBatch};
+use crate::directory::store::{Expect, PurgeReport, RedemptionRecords, Versioned, Write, WriteBatch};
 use crate::error::StoreError;
 use crate::id::Id;
 use crate::secret::Digest;
@@ -106,6 +126,7 @@ pub type CommitHook = Arc<dyn Fn(usize) -> Result<(), String> + Send + Sync>;
 #[derive(Debug, Clone)]
 pub(crate) enum Arg {
     Text(String),
+    OptText(Option<String>),
     Int(i64),
     OptInt(Option<i64>),
     Json(Value),
@@ -134,6 +155,14 @@ pub(crate) trait Tx: Send {
 pub(crate) trait Backend: Send + Sync {
     /// Runs a query selecting `version, data` outside any transaction.
     async fn fetch(&self, sql: &'static str, args: &[Arg]) -> Result<Vec<Stored>, sqlx::Error>;
+    /// Runs a query selecting `pairs` pairs of `version, data` columns
+    /// (either NULL where a join found nothing) outside any transaction.
+    async fn fetch_wide(
+        &self,
+        sql: &'static str,
+        args: &[Arg],
+        pairs: usize,
+    ) -> Result<Vec<Vec<Option<Stored>>>, sqlx::Error>;
     /// Runs one statement in a transaction of its own; returns the rows
     /// affected.
     async fn execute(&self, sql: &'static str, args: &[Arg]) -> Result<u64, sqlx::Error>;
@@ -149,6 +178,7 @@ pub(crate) fn bind<'q, DB>(
 where
     DB: Database,
     &'q str: Encode<'q, DB> + Type<DB>,
+    Option<&'q str>: Encode<'q, DB> + Type<DB>,
     i64: Encode<'q, DB> + Type<DB>,
     Option<i64>: Encode<'q, DB> + Type<DB>,
     Json<&'q Value>: Encode<'q, DB> + Type<DB>,
@@ -156,6 +186,7 @@ where
     for a in args {
         q = match a {
             Arg::Text(s) => q.bind(s.as_str()),
+            Arg::OptText(s) => q.bind(s.as_deref()),
             Arg::Int(i) => q.bind(*i),
             Arg::OptInt(i) => q.bind(*i),
             Arg::Json(v) => q.bind(Json(v)),
@@ -164,10 +195,10 @@ where
     q
 }
 
-/// Implements [`Tx`] and [`Backend`] for one sqlx database; `$begin` opens a
-/// write transaction on a pool.
-macro_rules! sqlx_backend {
-    ($db:ty, $row:ty, |$pool:ident| $begin:expr) => {
+/// Defines `decode_rows` and `decode_wide`, which turn one sqlx database's
+/// rows into [`Stored`] records.
+macro_rules! sqlx_rows {
+    ($row:ty) => {
         fn decode_rows(rows: Vec<$row>) -> Result<Vec<$crate::directory::sql::Stored>, sqlx::Error> {
             use sqlx::Row as _;
             rows.iter()
@@ -178,6 +209,36 @@ macro_rules! sqlx_backend {
                 })
                 .collect()
         }
+
+        fn decode_wide(
+            rows: Vec<$row>,
+            pairs: usize,
+        ) -> Result<Vec<Vec<Option<$crate::directory::sql::Stored>>>, sqlx::Error> {
+            use sqlx::Row as _;
+            rows.iter()
+                .map(|r| {
+                    (0..pairs)
+                        .map(|k| {
+                            let version: Option<i64> = r.try_get(2 * k)?;
+                            let data: Option<sqlx::types::Json<serde_json::Value>> = r.try_get(2 * k + 1)?;
+                            Ok(version
+                                .zip(data)
+                                .map(|(v, d)| $crate::directory::sql::Stored::new(v, d.0)))
+                        })
+                        .collect()
+                })
+                .collect()
+        }
+    };
+}
+pub(crate) use sqlx_rows;
+
+/// Implements [`Tx`] and [`Backend`] for one sqlx database over its
+/// `sqlx::Pool`; `$begin` opens a write transaction on a pool.
+#[cfg(feature = "sqlite")]
+macro_rules! sqlx_backend {
+    ($db:ty, $row:ty, |$pool:ident| $begin:expr) => {
+        $crate::directory::sql::sqlx_rows!($row);
 
         #[async_trait::async_trait]
         impl $crate::directory::sql::Tx for sqlx::Transaction<'static, $db> {
@@ -210,6 +271,16 @@ macro_rules! sqlx_backend {
                 decode_rows(q.fetch_all(self).await?)
             }
 
+            async fn fetch_wide(
+                &self,
+                sql: &'static str,
+                args: &[$crate::directory::sql::Arg],
+                pairs: usize,
+            ) -> Result<Vec<Vec<Option<$crate::directory::sql::Stored>>>, sqlx::Error> {
+                let q = $crate::directory::sql::bind(sqlx::query(sql), args);
+                decode_wide(q.fetch_all(self).await?, pairs)
+            }
+
             async fn execute(
                 &self,
                 sql: &'static str,
@@ -226,13 +297,14 @@ macro_rules! sqlx_backend {
         }
     };
 }
+#[cfg(feature = "sqlite")]
 pub(crate) use sqlx_backend;
 
 /// Implements [`DirectoryStore`](crate::directory::DirectoryStore),
 /// `Debug` and the hook and close methods for a store type with fields
-/// `core: SqlCore`, `pool: sqlx::Pool<_>` and `shown: String` (where it is,
-/// without secrets; labelled `$shown` in `Debug`), by delegation to
-/// [`SqlCore`].
+/// `core: SqlCore` and `shown: String` (where it is, without secrets;
+/// labelled `$shown` in `Debug`) and methods `max_connections()` and
+/// `close_pool()`, by delegation to [`SqlCore`].
 macro_rules! sql_store {
     ($store:ident, $shown:literal) => {
         /// Shows where the store is (never a password) and its pool size.
@@ -240,7 +312,7 @@ macro_rules! sql_store {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.debug_struct(stringify!($store))
                     .field($shown, &self.shown)
-                    .field("max_connections", &self.pool.options().get_max_connections())
+                    .field("max_connections", &self.max_connections())
                     .field("commit_hook", &self.core.hook.is_some())
                     .finish()
             }
@@ -259,7 +331,7 @@ macro_rules! sql_store {
             /// Closes the connection pool, waiting for connections in use to
             /// be returned. Later calls fail with [`StoreError::Backend`].
             pub async fn close(&self) {
-                self.pool.close().await;
+                self.close_pool().await;
             }
         }
 
@@ -333,6 +405,22 @@ macro_rules! sql_store {
                 self.core.throttle(tenant_id, address_key).await
             }
 
+            async fn redemption_by_invitation(
+                &self,
+                tenant_id: &str,
+                invitation_id: $crate::id::Id,
+            ) -> Result<$crate::directory::RedemptionRecords, StoreError> {
+                self.core.redemption_by_invitation(tenant_id, invitation_id).await
+            }
+
+            async fn redemption_by_session(
+                &self,
+                tenant_id: &str,
+                handle_hash: &$crate::secret::Digest,
+            ) -> Result<$crate::directory::RedemptionRecords, StoreError> {
+                self.core.redemption_by_session(tenant_id, handle_hash).await
+            }
+
             async fn commit(&self, batch: $crate::directory::WriteBatch) -> Result<(), StoreError> {
                 self.core.commit(batch).await
             }
@@ -360,30 +448,91 @@ impl Stored {
 // update takes the same parameters as the insert of its table plus the
 // expected version last.
 
-const USER_INSERT: &str = "INSERT INTO users (id, tenant_id, created_at, data, version, mail_key) \
-     VALUES ($1, $2, $3, $4, 1, NULL) ON CONFLICT (id) DO NOTHING";
-const USER_UPDATE: &str = "UPDATE users SET created_at = $3, data = $4, version = version + 1, mail_key = NULL \
-     WHERE id = $1 AND tenant_id = $2 AND version = $5";
-const USER_RELEASE_IDENTITIES: &str = "DELETE FROM user_identities WHERE user_id = $1";
-const USER_CLAIM_MAIL: &str = "UPDATE users SET mail_key = $2 WHERE id = $1";
-const IDENTITY_INSERT: &str =
-    "INSERT INTO user_identities (user_id, tenant_id, issuer, issuer_assigned_id) VALUES ($1, $2, $3, $4)";
-const INVITATION_INSERT: &str = "INSERT INTO invitations (id, tenant_id, ticket_expires_at, data, version) \
-     VALUES ($1, $2, $3, $4, 1) ON CONFLICT (id) DO NOTHING";
-const INVITATION_UPDATE: &str = "UPDATE invitations SET ticket_expires_at = $3, data = $4, version = version + 1 \
-     WHERE id = $1 AND tenant_id = $2 AND version = $5";
-const SESSION_INSERT: &str = "INSERT INTO sessions (handle_hash, tenant_id, expires_at, data, version) \
-     VALUES ($1, $2, $3, $4, 1) ON CONFLICT (handle_hash) DO NOTHING";
-const SESSION_UPDATE: &str = "UPDATE sessions SET expires_at = $3, data = $4, version = version + 1 \
-     WHERE handle_hash = $1 AND tenant_id = $2 AND version = $5";
-const PASSCODE_INSERT: &str = "INSERT INTO passcodes (id, expires_at, data, version) \
-     VALUES ($1, $2, $3, 1) ON CONFLICT (id) DO NOTHING";
-const PASSCODE_UPDATE: &str = "UPDATE passcodes SET expires_at = $2, data = $3, version = version + 1 \
-     WHERE id = $1 AND version = $4";
-const THROTTLE_INSERT: &str = "INSERT INTO throttles (tenant_id, address_key, data, version) \
-     VALUES ($1, $2, $3, 1) ON CONFLICT (tenant_id, address_key) DO NOTHING";
-const THROTTLE_UPDATE: &str = "UPDATE throttles SET data = $3, version = version + 1 \
-     WHERE tenant_id = $1 AND address_key = $2 AND version = $4";
+/// A write statement of a commit. `op` names it in the batch the
+/// PostgreSQL function `guestpass.commit_batch` runs (migration 0002 holds
+/// the same statement under that name, with parameter `$n` read from the
+/// batch entry's argument `n - 1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Statement {
+    op: &'static str,
+    sql: &'static str,
+}
+
+const USER_INSERT: Statement = Statement {
+    op: "user_insert",
+    sql: "INSERT INTO users (id, tenant_id, created_at, data, version, mail_key) \
+     VALUES ($1, $2, $3, $4, 1, NULL) ON CONFLICT (id) DO NOTHING",
+};
+const USER_UPDATE: Statement = Statement {
+    op: "user_update",
+    sql: "UPDATE users SET created_at = $3, data = $4, version = version + 1, mail_key = NULL \
+     WHERE id = $1 AND tenant_id = $2 AND version = $5",
+};
+/// A batch's only user is written with its mail key in one statement
+/// (no other user of the batch can hold the key meanwhile), which spares a
+/// second update of the row. `$5` mail key (or NULL).
+const USER_INSERT_MAIL: Statement = Statement {
+    op: "user_insert_mail",
+    sql: "INSERT INTO users (id, tenant_id, created_at, data, version, mail_key) \
+     VALUES ($1, $2, $3, $4, 1, $5) ON CONFLICT (id) DO NOTHING",
+};
+const USER_UPDATE_MAIL: Statement = Statement {
+    op: "user_update_mail",
+    sql: "UPDATE users SET created_at = $3, data = $4, version = version + 1, mail_key = $5 \
+     WHERE id = $1 AND tenant_id = $2 AND version = $6",
+};
+const USER_RELEASE_IDENTITIES: Statement = Statement {
+    op: "user_release_identities",
+    sql: "DELETE FROM user_identities WHERE user_id = $1",
+};
+const USER_CLAIM_MAIL: Statement = Statement {
+    op: "user_claim_mail",
+    sql: "UPDATE users SET mail_key = $2 WHERE id = $1",
+};
+const IDENTITY_INSERT: Statement = Statement {
+    op: "identity_insert",
+    sql: "INSERT INTO user_identities (user_id, tenant_id, issuer, issuer_assigned_id) VALUES ($1, $2, $3, $4)",
+};
+const INVITATION_INSERT: Statement = Statement {
+    op: "invitation_insert",
+    sql: "INSERT INTO invitations (id, tenant_id, ticket_expires_at, data, version) \
+     VALUES ($1, $2, $3, $4, 1) ON CONFLICT (id) DO NOTHING",
+};
+const INVITATION_UPDATE: Statement = Statement {
+    op: "invitation_update",
+    sql: "UPDATE invitations SET ticket_expires_at = $3, data = $4, version = version + 1 \
+     WHERE id = $1 AND tenant_id = $2 AND version = $5",
+};
+const SESSION_INSERT: Statement = Statement {
+    op: "session_insert",
+    sql: "INSERT INTO sessions (handle_hash, tenant_id, expires_at, data, version) \
+     VALUES ($1, $2, $3, $4, 1) ON CONFLICT (handle_hash) DO NOTHING",
+};
+const SESSION_UPDATE: Statement = Statement {
+    op: "session_update",
+    sql: "UPDATE sessions SET expires_at = $3, data = $4, version = version + 1 \
+     WHERE handle_hash = $1 AND tenant_id = $2 AND version = $5",
+};
+const PASSCODE_INSERT: Statement = Statement {
+    op: "passcode_insert",
+    sql: "INSERT INTO passcodes (id, expires_at, data, version) \
+     VALUES ($1, $2, $3, 1) ON CONFLICT (id) DO NOTHING",
+};
+const PASSCODE_UPDATE: Statement = Statement {
+    op: "passcode_update",
+    sql: "UPDATE passcodes SET expires_at = $2, data = $3, version = version + 1 \
+     WHERE id = $1 AND version = $4",
+};
+const THROTTLE_INSERT: Statement = Statement {
+    op: "throttle_insert",
+    sql: "INSERT INTO throttles (tenant_id, address_key, data, version) \
+     VALUES ($1, $2, $3, 1) ON CONFLICT (tenant_id, address_key) DO NOTHING",
+};
+const THROTTLE_UPDATE: Statement = Statement {
+    op: "throttle_update",
+    sql: "UPDATE throttles SET data = $3, version = version + 1 \
+     WHERE tenant_id = $1 AND address_key = $2 AND version = $4",
+};
 
 const SELECT_USER: &str = "SELECT version, data FROM users WHERE id = $1 AND tenant_id = $2";
 const SELECT_USER_BY_MAIL: &str = "SELECT version, data FROM users WHERE tenant_id = $1 AND mail_key = $2";
@@ -395,6 +544,29 @@ const SELECT_INVITATION: &str = "SELECT version, data FROM invitations WHERE id 
 const SELECT_SESSION: &str = "SELECT version, data FROM sessions WHERE handle_hash = $1";
 const SELECT_PASSCODE: &str = "SELECT version, data FROM passcodes WHERE id = $1";
 const SELECT_THROTTLE: &str = "SELECT version, data FROM throttles WHERE tenant_id = $1 AND address_key = $2";
+
+/// An invitation, its user (when the invitation is the tenant's) and the
+/// user's passcode counters. `$1` tenant, `$2` invitation id. The JSON
+/// paths are the serde names of the model records.
+const SELECT_REDEMPTION_BY_INVITATION: &str = "SELECT i.version, i.data, u.version, u.data, \
+     t.version, t.data FROM invitations i \
+     LEFT JOIN users u ON i.tenant_id = $1 AND u.tenant_id = $1 \
+     AND u.id = (i.data -> 'invitation' -> 'invitedUser' ->> 'id') \
+     LEFT JOIN throttles t ON t.tenant_id = $1 AND t.address_key = u.mail_key \
+     WHERE i.id = $2";
+/// A session of the tenant, its invitation, the invitation's user (when
+/// the invitation is the tenant's), the session's passcode, and the
+/// counters of the passcode's address (else of the user's mail). `$1`
+/// tenant, `$2` handle hash.
+const SELECT_REDEMPTION_BY_SESSION: &str = "SELECT s.version, s.data, i.version, i.data, \
+     u.version, u.data, p.version, p.data, t.version, t.data FROM sessions s \
+     LEFT JOIN invitations i ON i.id = (s.data ->> 'invitation_id') \
+     LEFT JOIN users u ON i.tenant_id = $1 AND u.tenant_id = $1 \
+     AND u.id = (i.data -> 'invitation' -> 'invitedUser' ->> 'id') \
+     LEFT JOIN passcodes p ON p.id = (s.data ->> 'passcode_id') \
+     LEFT JOIN throttles t ON t.tenant_id = $1 \
+     AND t.address_key = COALESCE(p.data ->> 'address_key', u.mail_key) \
+     WHERE s.tenant_id = $1 AND s.handle_hash = $2";
 
 const PURGE_SESSIONS: &str = "DELETE FROM sessions WHERE expires_at <= $1 AND handle_hash IN \
      (SELECT handle_hash FROM sessions WHERE expires_at <= $1 ORDER BY expires_at, handle_hash LIMIT $2)";
@@ -443,6 +615,16 @@ fn decode<T: DeserializeOwned>(
         message: format!("stored {what} `{key}` has a negative version"),
     })?;
     Ok(Versioned { value, version })
+}
+
+/// [`decode`] of a record a joined read may not have found; `key` names
+/// the record the read started from (`of invitation <id>`).
+fn decode_opt<T: DeserializeOwned>(
+    what: &'static str,
+    key: &str,
+    row: Option<Stored>,
+) -> Result<Option<Versioned<T>>, StoreError> {
+    row.map(|r| decode(what, key, r)).transpose()
 }
 
 /// The expiry of an invitation's ticket, if it holds one.
@@ -520,7 +702,7 @@ pub(crate) fn migrate_error(e: &sqlx::migrate::MigrateError, max: i64) -> StoreE
 
 /// One statement of a commit and what its outcomes mean.
 struct Stmt {
-    sql: &'static str,
+    statement: Statement,
     args: Vec<Arg>,
     /// The write it belongs to.
     record: &'static str,
@@ -555,12 +737,12 @@ impl Stmt {
 /// the expected version appended.
 fn conditional(
     expect: Expect,
-    (insert, update): (&'static str, &'static str),
+    (insert, update): (Statement, Statement),
     mut args: Vec<Arg>,
     record: &'static str,
     key: String,
 ) -> Result<Stmt, StoreError> {
-    let sql = match expect {
+    let statement = match expect {
         Expect::Absent => insert,
         Expect::Version(n) => {
             // No stored version exceeds i64::MAX, so such a write cannot match.
@@ -573,7 +755,7 @@ fn conditional(
         }
     };
     Ok(Stmt {
-        sql,
+        statement,
         args,
         record,
         key,
@@ -582,9 +764,9 @@ fn conditional(
     })
 }
 
-fn plain(sql: &'static str, args: Vec<Arg>, record: &'static str, key: &str) -> Stmt {
+fn plain(statement: Statement, args: Vec<Arg>, record: &'static str, key: &str) -> Stmt {
     Stmt {
-        sql,
+        statement,
         args,
         record,
         key: key.to_owned(),
@@ -595,10 +777,18 @@ fn plain(sql: &'static str, args: Vec<Arg>, record: &'static str, key: &str) -> 
 
 /// The statements of a batch: every precondition (and the release of the
 /// written users' mail keys and identities) first, then the users' claims.
+/// A batch that writes one user only claims its mail key in the user's own
+/// statement: with no other user in the batch there is no swap to order.
 fn plan(batch: WriteBatch) -> Result<Vec<Stmt>, StoreError> {
-    use Arg::{Int, Json, OptInt, Text};
+    use Arg::{Int, Json, OptInt, OptText, Text};
     let mut preconditions = Vec::new();
     let mut claims = Vec::new();
+    let users = batch
+        .writes()
+        .iter()
+        .filter(|w| matches!(w, Write::User { .. }))
+        .count();
+    let single_user = users == 1;
     for w in batch.into_writes() {
         let (record, key) = w.key();
         let expect = w.expect();
@@ -615,16 +805,23 @@ fn plan(batch: WriteBatch) -> Result<Vec<Stmt>, StoreError> {
                         &key,
                     ));
                 }
-                claims.extend(user_claims(&u, record, &key));
-                (
-                    (USER_INSERT, USER_UPDATE),
-                    vec![
-                        Text(id),
-                        Text(u.tenant_id.clone()),
-                        Int(micros_floor(u.user.created_date_time)),
-                        Json(to_json(record, &key, &u)?),
-                    ],
-                )
+                claims.extend(user_claims(&u, record, &key, !single_user));
+                let mut args = vec![
+                    Text(id),
+                    Text(u.tenant_id.clone()),
+                    Int(micros_floor(u.user.created_date_time)),
+                    Json(to_json(record, &key, &u)?),
+                ];
+                if single_user {
+                    let mail_key = u.mail_key().map(str::to_owned);
+                    args.push(OptText(mail_key.clone()));
+                    let mut s = conditional(expect, (USER_INSERT_MAIL, USER_UPDATE_MAIL), args, record, key)?;
+                    s.unique = mail_key.map(|k| ("user mail", k));
+                    preconditions.push(s);
+                    preconditions.extend(release);
+                    continue;
+                }
+                ((USER_INSERT, USER_UPDATE), args)
             }
             Write::Invitation { record: mut r, .. } => {
                 // The redeem URL carries the ticket: it is never stored.
@@ -674,12 +871,12 @@ fn plan(batch: WriteBatch) -> Result<Vec<Stmt>, StoreError> {
     Ok(preconditions)
 }
 
-/// The statements by which a written user claims its mail key and its
-/// identities.
-fn user_claims(u: &UserRecord, record: &'static str, key: &str) -> Vec<Stmt> {
+/// The statements by which a written user claims its identities and, with
+/// `claim_mail`, its mail key.
+fn user_claims(u: &UserRecord, record: &'static str, key: &str, claim_mail: bool) -> Vec<Stmt> {
     let id = u.user.id.to_string();
     let mut out = Vec::new();
-    if let Some(mail_key) = u.mail_key() {
+    if let Some(mail_key) = u.mail_key().filter(|_| claim_mail) {
         let mut claim = plain(
             USER_CLAIM_MAIL,
             vec![Arg::Text(id.clone()), Arg::Text(mail_key.to_owned())],
@@ -708,11 +905,53 @@ fn user_claims(u: &UserRecord, record: &'static str, key: &str) -> Vec<Stmt> {
     out
 }
 
+/// A plan as the batch `guestpass.commit_batch` takes; moves the
+/// arguments out of the plan (what stays is what errors are named by).
+fn batch_json(plan: &mut [Stmt]) -> Value {
+    let entries = plan
+        .iter_mut()
+        .map(|s| {
+            let args = std::mem::take(&mut s.args)
+                .into_iter()
+                .map(|a| match a {
+                    Arg::Text(t) => Value::String(t),
+                    Arg::OptText(t) => t.map_or(Value::Null, Value::String),
+                    Arg::Int(i) => Value::from(i),
+                    Arg::OptInt(i) => i.map_or(Value::Null, Value::from),
+                    Arg::Json(v) => v,
+                })
+                .collect();
+            let mut entry = serde_json::Map::with_capacity(3);
+            entry.insert("op".to_owned(), Value::String(s.statement.op.to_owned()));
+            entry.insert("m".to_owned(), Value::Bool(s.must_affect));
+            entry.insert("a".to_owned(), Value::Array(args));
+            Value::Object(entry)
+        })
+        .collect();
+    Value::Array(entries)
+}
+
+/// The error of a failed batch call, named by the statement that failed.
+fn batch_error(plan: &[Stmt], call: BatchCall, e: &sqlx::Error) -> StoreError {
+    let code = match e {
+        sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
+        _ => None,
+    };
+    match (call.statement_of)(e).and_then(|i| plan.get(i)) {
+        Some(s) if code.as_deref() == Some(BATCH_CONFLICT_CODE) => s.conflict(),
+        Some(s) => s.error(e),
+        None => backend_error("cannot commit a batch", e),
+    }
+}
+
 /// Runs a plan inside an open transaction, calling the hook after each
 /// statement.
 async fn run(tx: &mut dyn Tx, plan: &[Stmt], hook: Option<&CommitHook>) -> Result<(), StoreError> {
     for (i, s) in plan.iter().enumerate() {
-        let affected = tx.execute(s.sql, &s.args).await.map_err(|e| s.error(&e))?;
+        let affected = tx
+            .execute(s.statement.sql, &s.args)
+            .await
+            .map_err(|e| s.error(&e))?;
         if s.must_affect && affected == 0 {
             return Err(s.conflict());
         }
@@ -731,10 +970,24 @@ async fn run(tx: &mut dyn Tx, plan: &[Stmt], hook: Option<&CommitHook>) -> Resul
 // ---------------------------------------------------------------------------
 // The store logic both backends share.
 
+/// A server-side function that runs a whole commit plan in one call (see
+/// [`Statement`]).
+#[derive(Clone, Copy)]
+pub(crate) struct BatchCall {
+    /// The call, with the plan as its one JSON parameter.
+    pub(crate) sql: &'static str,
+    /// The index of the plan statement a failed call names, if any.
+    pub(crate) statement_of: fn(&sqlx::Error) -> Option<usize>,
+}
+
+/// The SQLSTATE `guestpass.commit_batch` raises for a failed precondition.
+const BATCH_CONFLICT_CODE: &str = "GP001";
+
 /// The directory store over any [`Backend`].
 pub(crate) struct SqlCore {
     backend: Box<dyn Backend>,
     pub(crate) hook: Option<CommitHook>,
+    batch: Option<BatchCall>,
 }
 
 impl fmt::Debug for SqlCore {
@@ -747,7 +1000,19 @@ impl fmt::Debug for SqlCore {
 
 impl SqlCore {
     pub(crate) fn new(backend: Box<dyn Backend>) -> Self {
-        Self { backend, hook: None }
+        Self {
+            backend,
+            hook: None,
+            batch: None,
+        }
+    }
+
+    /// Commits through `call` (one round trip) instead of statement by
+    /// statement, except while a fault-injection hook is installed (the
+    /// hook needs to run between statements).
+    pub(crate) fn with_batch_call(mut self, call: BatchCall) -> Self {
+        self.batch = Some(call);
+        self
     }
 
     async fn one<T: DeserializeOwned>(
@@ -845,11 +1110,81 @@ impl SqlCore {
         self.one("throttle", &key, SELECT_THROTTLE, args).await
     }
 
+    /// Runs a joined read and decodes its one row (or none) into pairs.
+    async fn joined(
+        &self,
+        what: &str,
+        sql: &'static str,
+        args: Vec<Arg>,
+        pairs: usize,
+    ) -> Result<Vec<Option<Stored>>, StoreError> {
+        let rows = self
+            .backend
+            .fetch_wide(sql, &args, pairs)
+            .await
+            .map_err(|e| backend_error(&format!("cannot read {what}"), &e))?;
+        Ok(rows
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| (0..pairs).map(|_| None).collect()))
+    }
+
+    pub(crate) async fn redemption_by_invitation(
+        &self,
+        tenant_id: &str,
+        invitation_id: Id,
+    ) -> Result<RedemptionRecords, StoreError> {
+        let key = invitation_id.to_string();
+        let args = vec![Arg::Text(tenant_id.to_owned()), Arg::Text(key.clone())];
+        let what = format!("the redemption of invitation `{key}`");
+        let mut cols = self
+            .joined(&what, SELECT_REDEMPTION_BY_INVITATION, args, 3)
+            .await?
+            .into_iter();
+        let key = format!("of invitation {key}");
+        Ok(RedemptionRecords {
+            session: None,
+            invitation: decode_opt("invitation", &key, cols.next().flatten())?,
+            user: decode_opt("user", &key, cols.next().flatten())?,
+            passcode: None,
+            throttle: decode_opt("throttle", &key, cols.next().flatten())?,
+        })
+    }
+
+    pub(crate) async fn redemption_by_session(
+        &self,
+        tenant_id: &str,
+        handle_hash: &Digest,
+    ) -> Result<RedemptionRecords, StoreError> {
+        let key = handle_hash.to_hex();
+        let args = vec![Arg::Text(tenant_id.to_owned()), Arg::Text(key.clone())];
+        let what = format!("the redemption of session `{key}`");
+        let mut cols = self
+            .joined(&what, SELECT_REDEMPTION_BY_SESSION, args, 5)
+            .await?
+            .into_iter();
+        let key = format!("of session {key}");
+        Ok(RedemptionRecords {
+            session: decode_opt("session", &key, cols.next().flatten())?,
+            invitation: decode_opt("invitation", &key, cols.next().flatten())?,
+            user: decode_opt("user", &key, cols.next().flatten())?,
+            passcode: decode_opt("passcode", &key, cols.next().flatten())?,
+            throttle: decode_opt("throttle", &key, cols.next().flatten())?,
+        })
+    }
+
     pub(crate) async fn commit(&self, batch: WriteBatch) -> Result<(), StoreError> {
         batch.check_distinct()?;
-        let plan = plan(batch)?;
+        let mut plan = plan(batch)?;
         if plan.is_empty() {
             return Ok(());
+        }
+        if let (Some(call), None) = (self.batch, &self.hook) {
+            let json = batch_json(&mut plan);
+            return match self.backend.execute(call.sql, &[Arg::Json(json)]).await {
+                Ok(_) => Ok(()),
+                Err(e) => Err(batch_error(&plan, call, &e)),
+            };
         }
         let mut tx = self
             .backend
@@ -914,7 +1249,10 @@ impl SqlCore {
                 "invitation",
                 key,
             )?;
-            tickets += db.execute(s.sql, &s.args).await.map_err(|e| s.error(&e))?;
+            tickets += db
+                .execute(s.statement.sql, &s.args)
+                .await
+                .map_err(|e| s.error(&e))?;
         }
         Ok(PurgeReport {
             sessions,
@@ -985,7 +1323,7 @@ mod tests {
                 }),
         )
         .map_err(|e| e.to_string());
-        let sql: Vec<&str> = plan.iter().flatten().map(|s| s.sql).collect();
+        let sql: Vec<Statement> = plan.iter().flatten().map(|s| s.statement).collect();
         assert_eq!(
             sql,
             [
@@ -995,6 +1333,28 @@ mod tests {
                 IDENTITY_INSERT,
                 USER_CLAIM_MAIL,
                 IDENTITY_INSERT
+            ]
+        );
+    }
+
+    #[test]
+    fn a_single_user_claims_its_mail_in_its_own_statement() {
+        let plan = plan(WriteBatch::new().with(Write::User {
+            record: user(1, "a"),
+            expect: Expect::Version(3),
+        }))
+        .map_err(|e| e.to_string());
+        let steps: Vec<(Statement, Option<&str>)> = plan
+            .iter()
+            .flatten()
+            .map(|s| (s.statement, s.unique.as_ref().map(|u| u.0)))
+            .collect();
+        assert_eq!(
+            steps,
+            [
+                (USER_UPDATE_MAIL, Some("user mail")),
+                (USER_RELEASE_IDENTITIES, None),
+                (IDENTITY_INSERT, Some("identity"))
             ]
         );
     }

@@ -153,6 +153,16 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    fn max_connections(&self) -> u32 {
+        self.pool.options().get_max_connections()
+    }
+
+    async fn close_pool(&self) {
+        self.pool.close().await;
+    }
+}
+
 sql_store!(SqliteStore, "location");
 
 /// Why an attempt to open failed.

@@ -92,7 +92,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::Value;
+use serde_json::value::RawValue;
 use sqlx::types::Json;
 use sqlx::{Database, Encode, Type};
 use time::OffsetDateTime;
@@ -129,14 +129,14 @@ pub(crate) enum Arg {
     OptText(Option<String>),
     Int(i64),
     OptInt(Option<i64>),
-    Json(Value),
+    Json(Box<RawValue>),
 }
 
 /// A fetched row: every read selects `version, data`.
 #[derive(Debug)]
 pub(crate) struct Stored {
     version: i64,
-    data: Value,
+    data: Box<RawValue>,
 }
 
 /// One open transaction of a backend.
@@ -181,7 +181,7 @@ where
     Option<&'q str>: Encode<'q, DB> + Type<DB>,
     i64: Encode<'q, DB> + Type<DB>,
     Option<i64>: Encode<'q, DB> + Type<DB>,
-    Json<&'q Value>: Encode<'q, DB> + Type<DB>,
+    Json<&'q RawValue>: Encode<'q, DB> + Type<DB>,
 {
     for a in args {
         q = match a {
@@ -189,7 +189,7 @@ where
             Arg::OptText(s) => q.bind(s.as_deref()),
             Arg::Int(i) => q.bind(*i),
             Arg::OptInt(i) => q.bind(*i),
-            Arg::Json(v) => q.bind(Json(v)),
+            Arg::Json(v) => q.bind(Json(v.as_ref())),
         };
     }
     q
@@ -204,7 +204,7 @@ macro_rules! sqlx_rows {
             rows.iter()
                 .map(|r| {
                     let version: i64 = r.try_get(0)?;
-                    let data: sqlx::types::Json<serde_json::Value> = r.try_get(1)?;
+                    let data: sqlx::types::Json<Box<serde_json::value::RawValue>> = r.try_get(1)?;
                     Ok($crate::directory::sql::Stored::new(version, data.0))
                 })
                 .collect()
@@ -220,7 +220,8 @@ macro_rules! sqlx_rows {
                     (0..pairs)
                         .map(|k| {
                             let version: Option<i64> = r.try_get(2 * k)?;
-                            let data: Option<sqlx::types::Json<serde_json::Value>> = r.try_get(2 * k + 1)?;
+                            let data: Option<sqlx::types::Json<Box<serde_json::value::RawValue>>> =
+                                r.try_get(2 * k + 1)?;
                             Ok(version
                                 .zip(data)
                                 .map(|(v, d)| $crate::directory::sql::Stored::new(v, d.0)))
@@ -438,7 +439,7 @@ macro_rules! sql_store {
 pub(crate) use sql_store;
 
 impl Stored {
-    pub(crate) fn new(version: i64, data: Value) -> Self {
+    pub(crate) fn new(version: i64, data: Box<RawValue>) -> Self {
         Self { version, data }
     }
 }
@@ -593,8 +594,8 @@ fn saturate(v: i128) -> i64 {
     i64::try_from(v).unwrap_or(if v < 0 { i64::MIN } else { i64::MAX })
 }
 
-fn to_json<T: Serialize>(what: &'static str, key: &str, value: &T) -> Result<Value, StoreError> {
-    serde_json::to_value(value).map_err(|_| StoreError::Backend {
+fn to_json<T: Serialize>(what: &'static str, key: &str, value: &T) -> Result<Box<RawValue>, StoreError> {
+    serde_json::value::to_raw_value(value).map_err(|_| StoreError::Backend {
         message: format!("cannot serialize {what} `{key}`"),
     })
 }
@@ -605,7 +606,7 @@ fn decode<T: DeserializeOwned>(
     row: Stored,
 ) -> Result<Versioned<T>, StoreError> {
     // serde's messages may quote stored values: name the record, not them.
-    let value = serde_json::from_value(row.data).map_err(|e| StoreError::Backend {
+    let value = serde_json::from_str(row.data.get()).map_err(|e| StoreError::Backend {
         message: format!(
             "stored {what} `{key}` is not a valid record ({:?} error)",
             e.classify()
@@ -907,28 +908,38 @@ fn user_claims(u: &UserRecord, record: &'static str, key: &str, claim_mail: bool
 
 /// A plan as the batch `guestpass.commit_batch` takes; moves the
 /// arguments out of the plan (what stays is what errors are named by).
-fn batch_json(plan: &mut [Stmt]) -> Value {
-    let entries = plan
+fn batch_json(plan: &mut [Stmt]) -> Result<Box<RawValue>, StoreError> {
+    /// One entry of the batch.
+    #[derive(Serialize)]
+    struct Entry {
+        op: &'static str,
+        m: bool,
+        a: Vec<Arg>,
+    }
+    let entries: Vec<Entry> = plan
         .iter_mut()
-        .map(|s| {
-            let args = std::mem::take(&mut s.args)
-                .into_iter()
-                .map(|a| match a {
-                    Arg::Text(t) => Value::String(t),
-                    Arg::OptText(t) => t.map_or(Value::Null, Value::String),
-                    Arg::Int(i) => Value::from(i),
-                    Arg::OptInt(i) => i.map_or(Value::Null, Value::from),
-                    Arg::Json(v) => v,
-                })
-                .collect();
-            let mut entry = serde_json::Map::with_capacity(3);
-            entry.insert("op".to_owned(), Value::String(s.statement.op.to_owned()));
-            entry.insert("m".to_owned(), Value::Bool(s.must_affect));
-            entry.insert("a".to_owned(), Value::Array(args));
-            Value::Object(entry)
+        .map(|s| Entry {
+            op: s.statement.op,
+            m: s.must_affect,
+            a: std::mem::take(&mut s.args),
         })
         .collect();
-    Value::Array(entries)
+    serde_json::value::to_raw_value(&entries).map_err(|_| StoreError::Backend {
+        message: "cannot serialize a commit batch".to_owned(),
+    })
+}
+
+/// An argument as the JSON value `guestpass.commit_batch` reads it as.
+impl Serialize for Arg {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Arg::Text(t) => s.serialize_str(t),
+            Arg::OptText(t) => t.serialize(s),
+            Arg::Int(i) => s.serialize_i64(*i),
+            Arg::OptInt(i) => i.serialize(s),
+            Arg::Json(v) => v.serialize(s),
+        }
+    }
 }
 
 /// The error of a failed batch call, named by the statement that failed.
@@ -1180,7 +1191,7 @@ impl SqlCore {
             return Ok(());
         }
         if let (Some(call), None) = (self.batch, &self.hook) {
-            let json = batch_json(&mut plan);
+            let json = batch_json(&mut plan)?;
             return match self.backend.execute(call.sql, &[Arg::Json(json)]).await {
                 Ok(_) => Ok(()),
                 Err(e) => Err(batch_error(&plan, call, &e)),

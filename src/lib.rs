@@ -9,6 +9,8 @@ pub mod config;
 pub mod directory;
 pub mod email;
 pub mod error;
+pub mod flow;
+pub mod http;
 pub mod id;
 pub mod idp;
 pub mod invitation;

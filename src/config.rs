@@ -106,9 +106,11 @@ pub(crate) fn check_domain(domain: &str) -> Result<String, ConfigError> {
     })
 }
 
-fn is_loopback(url: &Url) -> bool {
+/// Whether `url`'s host is the loopback interface: `localhost`, an address
+/// in `127.0.0.0/8`, or `::1`.
+pub(crate) fn is_loopback(url: &Url) -> bool {
     match url.host() {
-        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
         None => false,

@@ -56,7 +56,7 @@ use base64::Engine as _;
 use serde::Deserialize;
 use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
-use url::{Host, Url};
+use url::Url;
 
 use crate::error::{ConfigError, Error};
 use crate::http::{
@@ -98,18 +98,9 @@ const MAX_NAME_CHARS: usize = 256;
 const QUOTE_CHARS: usize = 64;
 /// Keys of the request body that are not claims.
 const REQUEST_KEYS: [&str; 5] = ["email", "identities", "step", "client_id", "ui_locales"];
-/// Keys a `Continue` response may not use as claim names.
-const RESERVED_RESPONSE_KEYS: [&str; 9] = [
-    "version",
-    "action",
-    "status",
-    "userMessage",
-    "email",
-    "identities",
-    "step",
-    "client_id",
-    "ui_locales",
-];
+/// Keys of the answer itself; a `Continue` response may not use them, nor
+/// [`REQUEST_KEYS`], as claim names.
+const RESPONSE_KEYS: [&str; 4] = ["version", "action", "status", "userMessage"];
 
 /// Why a connector configuration or input cannot be used.
 ///
@@ -583,12 +574,10 @@ fn check_target_url(target_url: &str) -> Result<Url, ConnectorError> {
         reason,
     };
     let url = Url::parse(target_url).map_err(|e| invalid(e.to_string()))?;
-    let loopback = match url.host() {
-        None => return Err(invalid("has no host".into())),
-        Some(Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
-        Some(Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(Host::Ipv6(ip)) => ip.is_loopback(),
-    };
+    if url.host().is_none() {
+        return Err(invalid("has no host".into()));
+    }
+    let loopback = crate::config::is_loopback(&url);
     match url.scheme() {
         "https" => {}
         "http" if loopback => {}
@@ -1301,7 +1290,7 @@ fn check_returned_claim(name: &str, value: &Value) -> Result<(), MalformedReason
     if !is_valid_claim_name(name) {
         return Err(MalformedReason::InvalidClaimName { name: quote(name) });
     }
-    if RESERVED_RESPONSE_KEYS.contains(&name) {
+    if RESPONSE_KEYS.contains(&name) || REQUEST_KEYS.contains(&name) {
         return Err(MalformedReason::UnexpectedField {
             field: name.to_owned(),
             action: "Continue",

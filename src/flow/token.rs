@@ -907,12 +907,7 @@ fn check_text(claim: &'static str, value: &str, max: usize) -> Result<(), TokenE
 fn check_issuer(issuer: &str) -> Result<(), TokenError> {
     check_text("iss", issuer, MAX_TEXT_CLAIM_LEN)?;
     let url = url::Url::parse(issuer).map_err(|_| claim_error("iss", format!("`{issuer}` is not a URL")))?;
-    let loopback = match url.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    };
+    let loopback = crate::config::is_loopback(&url);
     if !(url.scheme() == "https" || (url.scheme() == "http" && loopback)) {
         return Err(claim_error("iss", format!("`{issuer}` must be an https URL")));
     }

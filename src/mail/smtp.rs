@@ -427,7 +427,8 @@ impl SmtpMailer {
         self.rng.fill(&mut bytes).map_err(|_| MailError::Transport {
             message: "no random bytes for a message id".to_owned(),
         })?;
-        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let mut hex = String::with_capacity(32);
+        crate::secret::push_hex(&mut hex, &bytes);
         Ok(format!("<{hex}@{}>", self.from_domain))
     }
 

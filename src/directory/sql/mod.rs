@@ -153,8 +153,20 @@ pub(crate) trait Tx: Send {
 /// A backend's connection pool.
 #[async_trait]
 pub(crate) trait Backend: Send + Sync {
-    /// Runs a query selecting `version, data` outside any transaction.
-    async fn fetch(&self, sql: &'static str, args: &[Arg]) -> Result<Vec<Stored>, sqlx::Error>;
+    /// Runs a query selecting `version, data` (never NULL) outside any
+    /// transaction: [`fetch_wide`](Self::fetch_wide) of one pair.
+    async fn fetch(&self, sql: &'static str, args: &[Arg]) -> Result<Vec<Stored>, sqlx::Error> {
+        self.fetch_wide(sql, args, 1)
+            .await?
+            .into_iter()
+            .map(|row| {
+                row.into_iter()
+                    .next()
+                    .flatten()
+                    .ok_or_else(|| sqlx::Error::Decode("a stored row without version or data".into()))
+            })
+            .collect()
+    }
     /// Runs a query selecting `pairs` pairs of `version, data` columns
     /// (either NULL where a join found nothing) outside any transaction.
     async fn fetch_wide(
@@ -195,21 +207,10 @@ where
     q
 }
 
-/// Defines `decode_rows` and `decode_wide`, which turn one sqlx database's
-/// rows into [`Stored`] records.
+/// Defines `decode_wide`, which turns one sqlx database's rows into
+/// [`Stored`] records.
 macro_rules! sqlx_rows {
     ($row:ty) => {
-        fn decode_rows(rows: Vec<$row>) -> Result<Vec<$crate::directory::sql::Stored>, sqlx::Error> {
-            use sqlx::Row as _;
-            rows.iter()
-                .map(|r| {
-                    let version: i64 = r.try_get(0)?;
-                    let data: sqlx::types::Json<Box<serde_json::value::RawValue>> = r.try_get(1)?;
-                    Ok($crate::directory::sql::Stored::new(version, data.0))
-                })
-                .collect()
-        }
-
         fn decode_wide(
             rows: Vec<$row>,
             pairs: usize,
@@ -263,15 +264,6 @@ macro_rules! sqlx_backend {
 
         #[async_trait::async_trait]
         impl $crate::directory::sql::Backend for sqlx::Pool<$db> {
-            async fn fetch(
-                &self,
-                sql: &'static str,
-                args: &[$crate::directory::sql::Arg],
-            ) -> Result<Vec<$crate::directory::sql::Stored>, sqlx::Error> {
-                let q = $crate::directory::sql::bind(sqlx::query(sql), args);
-                decode_rows(q.fetch_all(self).await?)
-            }
-
             async fn fetch_wide(
                 &self,
                 sql: &'static str,
@@ -795,6 +787,8 @@ fn plan(batch: WriteBatch) -> Result<Vec<Stmt>, StoreError> {
         let expect = w.expect();
         // A user update also releases the user's identities.
         let mut release = None;
+        // A user that claims its mail key in its own statement.
+        let mut claims_mail = None;
         let (statements, args) = match w {
             Write::User { record: u, .. } => {
                 let id = u.user.id.to_string();
@@ -814,15 +808,12 @@ fn plan(batch: WriteBatch) -> Result<Vec<Stmt>, StoreError> {
                     Json(to_json(record, &key, &u)?),
                 ];
                 if single_user {
-                    let mail_key = u.mail_key().map(str::to_owned);
-                    args.push(OptText(mail_key.clone()));
-                    let mut s = conditional(expect, (USER_INSERT_MAIL, USER_UPDATE_MAIL), args, record, key)?;
-                    s.unique = mail_key.map(|k| ("user mail", k));
-                    preconditions.push(s);
-                    preconditions.extend(release);
-                    continue;
+                    claims_mail = u.mail_key().map(str::to_owned);
+                    args.push(OptText(claims_mail.clone()));
+                    ((USER_INSERT_MAIL, USER_UPDATE_MAIL), args)
+                } else {
+                    ((USER_INSERT, USER_UPDATE), args)
                 }
-                ((USER_INSERT, USER_UPDATE), args)
             }
             Write::Invitation { record: mut r, .. } => {
                 // The redeem URL carries the ticket: it is never stored.
@@ -865,7 +856,9 @@ fn plan(batch: WriteBatch) -> Result<Vec<Stmt>, StoreError> {
                 ],
             ),
         };
-        preconditions.push(conditional(expect, statements, args, record, key)?);
+        let mut statement = conditional(expect, statements, args, record, key)?;
+        statement.unique = claims_mail.map(|k| ("user mail", k));
+        preconditions.push(statement);
         preconditions.extend(release);
     }
     preconditions.extend(claims);

@@ -34,6 +34,13 @@ const SESSION_SETTINGS: &str = "SET search_path TO guestpass; \
      SET idle_in_transaction_session_timeout = '30s'; \
      SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ COMMITTED";
 
+/// Applies [`SESSION_SETTINGS`] to a new connection. No arguments: the
+/// simple query protocol, which runs several statements in one round trip.
+async fn apply_session_settings(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::Executor::execute(conn, SESSION_SETTINGS).await?;
+    Ok(())
+}
+
 sqlx_rows!(sqlx::postgres::PgRow);
 
 /// A pooled connection and whether it may be handed out again.
@@ -60,9 +67,7 @@ impl deadpool::managed::Manager for PgManager {
 
     async fn create(&self) -> Result<PgConn, sqlx::Error> {
         let mut conn = PgConnection::connect_with(&self.options).await?;
-        // No arguments: the simple query protocol, which runs several
-        // statements in one round trip.
-        sqlx::Executor::execute(&mut conn, SESSION_SETTINGS).await?;
+        apply_session_settings(&mut conn).await?;
         Ok(PgConn { conn, clean: true })
     }
 
@@ -163,16 +168,6 @@ impl PgBackend {
 
 #[async_trait::async_trait]
 impl super::Backend for PgBackend {
-    async fn fetch(&self, sql: &'static str, args: &[super::Arg]) -> Result<Vec<super::Stored>, sqlx::Error> {
-        let rows = self
-            .with_conn(true, |mut c| async move {
-                let r = super::bind(sqlx::query(sql), args).fetch_all(&mut c.conn).await;
-                (c, r)
-            })
-            .await?;
-        decode_rows(rows)
-    }
-
     async fn fetch_wide(
         &self,
         sql: &'static str,
@@ -426,12 +421,7 @@ async fn prepare(conn: &mut PgConnection, options: &PgConnectOptions) -> Result<
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(1)
         .acquire_timeout(POSTGRES_CONNECT_TIMEOUT)
-        .after_connect(|conn, _meta| {
-            Box::pin(async move {
-                sqlx::Executor::execute(&mut *conn, SESSION_SETTINGS).await?;
-                Ok(())
-            })
-        })
+        .after_connect(|conn, _meta| Box::pin(apply_session_settings(conn)))
         .connect_lazy_with(options.clone());
     let migrated = MIGRATOR.run(&pool).await.map_err(Preparing::Migrate);
     pool.close().await;

@@ -55,6 +55,42 @@ pub enum AuditKind {
         /// The invitation.
         invitation_id: Id,
     },
+    /// A self-service sign-up created its user.
+    SignedUp {
+        /// The flow.
+        flow_id: Id,
+        /// The user flow configuration.
+        user_flow_id: String,
+    },
+    /// An existing user signed in through a sign-up flow.
+    SignedIn {
+        /// The flow.
+        flow_id: Id,
+    },
+    /// A sign-up waits for an administrator.
+    SignUpHeld {
+        /// The flow.
+        flow_id: Id,
+    },
+    /// An administrator approved a held sign-up.
+    SignUpApproved {
+        /// The flow.
+        flow_id: Id,
+        /// Who approved.
+        admin: Option<Id>,
+    },
+    /// A sign-up was denied (by the approver or an administrator).
+    SignUpDenied {
+        /// The flow.
+        flow_id: Id,
+        /// Who denied (`None` for the approver).
+        admin: Option<Id>,
+    },
+    /// A sign-up ended on a block page (a connector, an existing account).
+    SignUpBlocked {
+        /// The flow.
+        flow_id: Id,
+    },
 }
 
 /// An audit record.

@@ -5,6 +5,9 @@ use url::Url;
 
 use crate::email::to_a_label;
 use crate::error::ConfigError;
+use crate::flow::config::SignUpConfig;
+use crate::flow::token::TokenKeys;
+use crate::id::Id;
 use crate::idp::PasscodePolicy;
 use crate::keys::KeyRing;
 use crate::mail::templates::Language;
@@ -31,6 +34,10 @@ pub struct Config {
     pub(crate) session_lifetime: Duration,
     pub(crate) passcode: PasscodePolicy,
     pub(crate) collaboration: CollaborationSettings,
+    pub(crate) sign_up: SignUpConfig,
+    pub(crate) token_keys: Option<TokenKeys>,
+    pub(crate) token_issuer: String,
+    pub(crate) tenant_object_id: Id,
 }
 
 impl Config {
@@ -62,6 +69,26 @@ impl Config {
     /// The collaboration settings.
     pub fn collaboration(&self) -> &CollaborationSettings {
         &self.collaboration
+    }
+
+    /// The sign-up configuration: applications and user flows.
+    pub fn sign_up(&self) -> &SignUpConfig {
+        &self.sign_up
+    }
+
+    /// The keys completion tokens are signed with, if configured.
+    pub fn token_keys(&self) -> Option<&TokenKeys> {
+        self.token_keys.as_ref()
+    }
+
+    /// The `iss` of completion tokens.
+    pub fn token_issuer(&self) -> &str {
+        &self.token_issuer
+    }
+
+    /// The tenant's object id, the `tid` of completion tokens.
+    pub fn tenant_object_id(&self) -> Id {
+        self.tenant_object_id
     }
 
     /// The redemption link for a ticket: `{public_base_url}redeem?ticket=…`.

@@ -27,6 +27,9 @@ pub enum Error {
     /// A redemption session is unknown, expired, or at another step.
     #[error(transparent)]
     Redemption(#[from] RedemptionError),
+    /// A sign-up flow could not advance.
+    #[error(transparent)]
+    Flow(#[from] crate::flow::machine::FlowError),
     /// A policy forbids the operation.
     #[error(transparent)]
     Denied(#[from] Denied),
@@ -123,6 +126,19 @@ impl Error {
                 RedemptionError::SessionExpired => Category::Gone,
                 RedemptionError::WrongStep { .. } => Category::Conflict,
             },
+            Error::Flow(f) => {
+                use crate::flow::machine::FlowError;
+                match f {
+                    FlowError::UnknownFlow => Category::NotFound,
+                    FlowError::Expired | FlowError::Finished { .. } => Category::Gone,
+                    FlowError::Csrf => Category::Forbidden,
+                    FlowError::WrongStep { .. } | FlowError::NotAwaitingApproval => Category::Conflict,
+                    FlowError::ProviderNotOffered { .. }
+                    | FlowError::UnknownApplication { .. }
+                    | FlowError::RedirectNotRegistered { .. }
+                    | FlowError::InvalidParameter { .. } => Category::BadRequest,
+                }
+            }
             Error::Denied(_) => Category::Forbidden,
             Error::NotFound { .. } => Category::NotFound,
             Error::Config(_) | Error::Internal(_) => Category::Internal,
@@ -278,6 +294,12 @@ pub enum Denied {
     /// The account is disabled.
     #[error("the account is disabled")]
     AccountDisabled,
+    /// The operation is for administrators only.
+    #[error("only administrators may {operation}")]
+    AdminOnly {
+        /// What was attempted, such as `approve sign-ups`.
+        operation: &'static str,
+    },
 }
 
 /// A configuration that cannot be used.

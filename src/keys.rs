@@ -87,6 +87,7 @@ pub(crate) fn valid_key_id(id: &[u8]) -> bool {
 pub(crate) enum Purpose {
     Ticket,
     Passcode,
+    FlowCsrf,
 }
 
 impl Purpose {
@@ -94,6 +95,7 @@ impl Purpose {
         match self {
             Purpose::Ticket => b"guestpass/redemption-ticket/v1",
             Purpose::Passcode => b"guestpass/email-passcode/v1",
+            Purpose::FlowCsrf => b"guestpass/flow-csrf/v1",
         }
     }
 }
@@ -102,6 +104,7 @@ pub(crate) struct DerivedKeys {
     pub(crate) id: String,
     pub(crate) ticket: hmac::Key,
     pub(crate) passcode: hmac::Key,
+    pub(crate) csrf: hmac::Key,
 }
 
 fn derive(secret: &[u8], purpose: Purpose) -> hmac::Key {
@@ -163,6 +166,7 @@ impl KeyRing {
             id: key.id.clone(),
             ticket: derive(key.secret.expose(), Purpose::Ticket),
             passcode: derive(key.secret.expose(), Purpose::Passcode),
+            csrf: derive(key.secret.expose(), Purpose::FlowCsrf),
         }
     }
 

@@ -23,4 +23,7 @@ mod service;
 
 pub use error::Error;
 pub use invitation::{ConsentDecision, Finished, InvitationRequest, Inviter, RedemptionStep};
-pub use service::{GuestPass, GuestPassBuilder};
+pub use service::{
+    Completion, FlowAction, FlowPage, FlowStarted, FlowStep, FormField, GuestPass, GuestPassBuilder,
+    PendingSignUp, SignUpRequest,
+};

@@ -37,6 +37,10 @@ use crate::directory::{
 use crate::error::{
     ConfigError, Denied, Error, InputError, PasscodeError, RedemptionError, StoreError, TicketError,
 };
+use crate::flow::approval::{Approver, HoldAll};
+use crate::flow::config::SignUpConfig;
+use crate::flow::token::TokenKeys;
+use crate::http::HttpClient;
 use crate::id::Id;
 use crate::idp::PasscodePolicy;
 use crate::idp::email_otp;
@@ -51,6 +55,21 @@ use crate::mail::{MailTransport, Mailbox, Message, MessageKind};
 use crate::policy::{CollaborationSettings, InviterRole};
 use crate::random::{self, SecureRandom, SystemRandom};
 use crate::secret::{Digest, SecretString};
+
+mod signup;
+
+pub use signup::{
+    Completion, FlowAction, FlowPage, FlowStarted, FlowStep, FormField, PendingSignUp, SignUpRequest,
+};
+
+/// A stable object id for a tenant id: the first 16 bytes of
+/// SHA-256(`guestpass/tenant/` + id).
+fn derived_object_id(tenant_id: &str) -> Id {
+    let digest = Digest::sha256(format!("guestpass/tenant/{tenant_id}").as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest.0[..16]);
+    Id::from_bytes(bytes)
+}
 
 /// Longest accepted session handle, in bytes.
 const MAX_HANDLE_LEN: usize = 64;
@@ -111,11 +130,13 @@ struct Inner {
     audit: Arc<dyn AuditSink>,
     clock: Arc<dyn Clock>,
     rng: Arc<dyn SecureRandom>,
+    http: Option<Arc<dyn HttpClient>>,
+    approver: Arc<dyn Approver>,
 }
 
 /// Builds a [`GuestPass`], refusing an incomplete or inconsistent
 /// configuration with an error that names the field.
-#[derive(Debug, Default)]
+#[derive(Default)]
 #[must_use]
 pub struct GuestPassBuilder {
     tenant_id: Option<String>,
@@ -136,9 +157,66 @@ pub struct GuestPassBuilder {
     audit: Option<Arc<dyn AuditSink>>,
     clock: Option<Arc<dyn Clock>>,
     rng: Option<Arc<dyn SecureRandom>>,
+    sign_up: Option<SignUpConfig>,
+    token_keys: Option<TokenKeys>,
+    token_issuer: Option<String>,
+    tenant_object_id: Option<Id>,
+    http: Option<Arc<dyn HttpClient>>,
+    approver: Option<Arc<dyn Approver>>,
+}
+
+impl std::fmt::Debug for GuestPassBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuestPassBuilder")
+            .field("tenant_id", &self.tenant_id)
+            .field("public_base_url", &self.public_base_url)
+            .finish_non_exhaustive()
+    }
 }
 
 impl GuestPassBuilder {
+    /// The self-service sign-up configuration: the applications people sign
+    /// up to and the user flows assigned to them (default: none). A
+    /// configuration with user flows needs [`token_keys`](Self::token_keys),
+    /// and one with API connectors needs an [`http_client`](Self::http_client).
+    pub fn sign_up(mut self, config: SignUpConfig) -> Self {
+        self.sign_up = Some(config);
+        self
+    }
+
+    /// The keys completion tokens are signed with (published as JWKS by
+    /// [`GuestPass::jwks`]).
+    pub fn token_keys(mut self, keys: TokenKeys) -> Self {
+        self.token_keys = Some(keys);
+        self
+    }
+
+    /// The `iss` of completion tokens (default: the public base URL).
+    pub fn token_issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.token_issuer = Some(issuer.into());
+        self
+    }
+
+    /// The tenant's object id, the `tid` claim of completion tokens
+    /// (default: derived from the tenant id, the same in every process).
+    pub fn tenant_object_id(mut self, id: Id) -> Self {
+        self.tenant_object_id = Some(id);
+        self
+    }
+
+    /// The HTTP client API connectors are called with.
+    pub fn http_client(mut self, client: Arc<dyn HttpClient>) -> Self {
+        self.http = Some(client);
+        self
+    }
+
+    /// The approver of flows that require approval (default: every sign-up
+    /// is held for an administrator).
+    pub fn approver(mut self, approver: Arc<dyn Approver>) -> Self {
+        self.approver = Some(approver);
+        self
+    }
+
     /// The tenant: its id (`A-Z a-z 0-9 - _ .`, at most 64), the name shown to
     /// guests, and the initial domain used in guest user principal names.
     pub fn tenant(
@@ -306,6 +384,30 @@ impl GuestPassBuilder {
         passcode.validate()?;
         let store = self.store.ok_or(missing("store"))?;
         let mail = self.mail.ok_or(missing("mail"))?;
+        let sign_up = self.sign_up.unwrap_or_default();
+        if !sign_up.user_flows().is_empty() && self.token_keys.is_none() {
+            return Err(ConfigError::Invalid {
+                field: "token_keys",
+                reason: "user flows complete with a signed token; configure the keys".to_owned(),
+            });
+        }
+        if sign_up.has_connectors() && self.http.is_none() {
+            return Err(ConfigError::Invalid {
+                field: "http_client",
+                reason: "a user flow calls an api connector; configure an http client".to_owned(),
+            });
+        }
+        let token_issuer = self.token_issuer.unwrap_or_else(|| public_base_url.to_string());
+        let issuer_url = config::check_url("token_issuer", &token_issuer)?;
+        if issuer_url.query().is_some() || token_issuer.len() > 256 {
+            return Err(ConfigError::Invalid {
+                field: "token_issuer",
+                reason: format!("`{token_issuer}` must be at most 256 bytes without a query"),
+            });
+        }
+        let tenant_object_id = self
+            .tenant_object_id
+            .unwrap_or_else(|| derived_object_id(&tenant_id));
         Ok(GuestPass {
             inner: Arc::new(Inner {
                 config: Config {
@@ -321,12 +423,18 @@ impl GuestPassBuilder {
                     session_lifetime,
                     passcode,
                     collaboration: self.collaboration.unwrap_or_default(),
+                    sign_up,
+                    token_keys: self.token_keys,
+                    token_issuer,
+                    tenant_object_id,
                 },
                 store,
                 mail,
                 audit: self.audit.unwrap_or_else(|| Arc::new(NoAudit)),
                 clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
                 rng: self.rng.unwrap_or_else(|| Arc::new(SystemRandom::new())),
+                http: self.http,
+                approver: self.approver.unwrap_or_else(|| Arc::new(HoldAll)),
             }),
         })
     }
@@ -580,7 +688,7 @@ impl GuestPass {
             .collect())
     }
 
-    /// Removes expired redemption sessions and passcodes and clears expired
+    /// Removes expired redemption sessions, passcodes and sign-up flows and clears expired
     /// ticket bindings, at most `limit` of each kind; hosts call it on a
     /// schedule (for example every minute with a limit of 1000) and again
     /// while a call reports a full batch.

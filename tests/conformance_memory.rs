@@ -67,6 +67,41 @@ async fn racing_redemptions_have_one_winner() {
     conformance::racing_redemptions_have_one_winner(fresh()).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn flows_round_trip() {
+    conformance::flows_round_trip(fresh()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn flow_writes_are_conditional() {
+    conformance::flow_writes_are_conditional(fresh()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn flows_in_batches_are_all_or_nothing() {
+    conformance::flows_in_batches_are_all_or_nothing(fresh()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn flows_awaiting_approval_are_listed_oldest_first() {
+    conformance::flows_awaiting_approval_are_listed_oldest_first(fresh()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn purge_removes_expired_flows() {
+    conformance::purge_removes_expired_flows(fresh()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_flow_updates_have_one_winner() {
+    conformance::racing_flow_updates_have_one_winner(fresh()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_flow_inserts_have_one_winner() {
+    conformance::racing_flow_inserts_have_one_winner(fresh()).await;
+}
+
 /// The suite is not vacuous: run against a store that drops every write, it
 /// fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -80,13 +115,18 @@ async fn the_suite_catches_a_broken_store() {
         outcome.is_err(),
         "a store that forgets writes must fail the suite"
     );
+    let outcome = tokio::spawn(async {
+        conformance::flows_round_trip(Arc::new(Forgetful)).await;
+    })
+    .await;
+    assert!(outcome.is_err(), "a store that forgets flows must fail the suite");
 }
 
 /// A store that accepts every commit and remembers nothing.
 mod forgetful {
     use guestpass::directory::{
-        AddressThrottle, DirectoryStore, InvitationRecord, PasscodeRecord, RedemptionSession, UserRecord,
-        Versioned, WriteBatch,
+        AddressThrottle, DirectoryStore, FlowRecord, InvitationRecord, PasscodeRecord, RedemptionSession,
+        UserRecord, Versioned, WriteBatch,
     };
     use guestpass::error::StoreError;
     use guestpass::id::Id;
@@ -141,6 +181,23 @@ mod forgetful {
             _k: &str,
         ) -> Result<Option<Versioned<AddressThrottle>>, StoreError> {
             Ok(None)
+        }
+
+        async fn flow(&self, _t: &str, _h: &Digest) -> Result<Option<Versioned<FlowRecord>>, StoreError> {
+            Ok(None)
+        }
+
+        async fn flow_by_id(&self, _t: &str, _id: Id) -> Result<Option<Versioned<FlowRecord>>, StoreError> {
+            Ok(None)
+        }
+
+        async fn flows_awaiting_approval(
+            &self,
+            _t: &str,
+            _now: time::OffsetDateTime,
+            _limit: u32,
+        ) -> Result<Vec<Versioned<FlowRecord>>, StoreError> {
+            Ok(Vec::new())
         }
 
         async fn commit(&self, _batch: WriteBatch) -> Result<(), StoreError> {

@@ -23,6 +23,9 @@ use guestpass::{Error, RedemptionStep};
 use sqlsupport::{TestDb, pg_exec, service};
 use sqlx::{Connection, Row};
 
+/// The migrations this build ships.
+const MIGRATIONS: [i64; 3] = [1, 2, 3];
+
 async fn applied(url: &str) -> Vec<i64> {
     let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
     let rows = sqlx::query("SELECT version FROM guestpass._sqlx_migrations ORDER BY version")
@@ -59,7 +62,7 @@ async fn migrations_are_idempotent_and_concurrent() {
         store.close().await;
     }
     PostgresStore::connect(&db.url).await.unwrap().close().await;
-    assert_eq!(applied(&db.url).await, [1, 2]);
+    assert_eq!(applied(&db.url).await, MIGRATIONS);
 }
 
 /// The host application's own tables and sqlx migration history in the same
@@ -80,7 +83,7 @@ async fn shares_a_database_with_the_host_application() {
     .await;
     let store = PostgresStore::connect(&db.url).await.unwrap();
     conformance::records_round_trip(Arc::new(store)).await;
-    assert_eq!(applied(&db.url).await, [1, 2]);
+    assert_eq!(applied(&db.url).await, MIGRATIONS);
     let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
     let host: Vec<(i64,)> = sqlx::query_as("SELECT version FROM public._sqlx_migrations")
         .fetch_all(&mut conn)
@@ -113,7 +116,7 @@ async fn a_newer_schema_is_refused() {
     assert_eq!(
         err,
         StoreError::Backend {
-            message: "database schema version 20990101000000 is newer than this guestpass (max 2)".into()
+            message: "database schema version 20990101000000 is newer than this guestpass (max 3)".into()
         }
     );
 }
@@ -249,6 +252,118 @@ async fn a_batch_call_cut_off_midway_is_all_or_nothing() {
     pg_exec(&db.url, "DROP TRIGGER test_fail ON guestpass.user_identities").await;
     w.accept(&handle).await.unwrap();
     sqlsupport::assert_redeemed(&sqlsupport::redemption_state(store.as_ref(), &guest, &handle).await);
+}
+
+/// A database an older guestpass brought to schema version 2 (with
+/// records, and the commit function that knows no flows) is brought to
+/// version 3 on connect: its records stay, `commit_batch` is replaced and
+/// flows commit through it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_2_database_is_upgraded() {
+    let db = TestDb::create().await;
+    let old = sqlsupport::migrations_up_to("postgres", 2);
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    sqlx::Executor::execute(&mut conn, "CREATE SCHEMA guestpass; SET search_path TO guestpass")
+        .await
+        .unwrap();
+    sqlx::migrate::Migrator::new(old.path())
+        .await
+        .unwrap()
+        .run(&mut conn)
+        .await
+        .unwrap();
+    let throttle = serde_json::to_value(sqlsupport::old_throttle()).unwrap();
+    let batch = |op: &str| serde_json::json!([{"op": op, "m": true, "a": [sqlsupport::TENANT, "old@fabrikam.example", throttle]}]);
+    sqlx::query("SELECT guestpass.commit_batch($1)")
+        .bind(sqlx::types::Json(batch("throttle_insert")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let err = sqlx::query("SELECT guestpass.commit_batch($1)")
+        .bind(sqlx::types::Json(batch("flow_insert")))
+        .execute(&mut conn)
+        .await
+        .unwrap_err();
+    let code = err
+        .as_database_error()
+        .and_then(|e| e.code())
+        .map(|c| c.into_owned());
+    assert_eq!(code.as_deref(), Some("GP002"), "version 2 knows no flows: {err}");
+    conn.close().await.unwrap();
+    assert_eq!(applied(&db.url).await, [1, 2]);
+
+    let store = Arc::new(PostgresStore::connect(&db.url).await.unwrap());
+    assert_eq!(applied(&db.url).await, MIGRATIONS);
+    sqlsupport::upgraded_store_works(store.clone()).await;
+    store.close().await;
+    PostgresStore::connect(&db.url).await.unwrap().close().await;
+    assert_eq!(applied(&db.url).await, MIGRATIONS);
+}
+
+/// A flow write that fails inside the `commit_batch` call (a trigger
+/// raises on the flow insert) is named by its write, and nothing of its
+/// batch is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_flow_statement_in_the_batch_call_is_named() {
+    use guestpass::directory::{Expect, Write, WriteBatch};
+    use guestpass::flow::machine::FlowState;
+    let db = TestDb::create().await;
+    let store = Arc::new(PostgresStore::connect(&db.url).await.unwrap());
+    pg_exec(
+        &db.url,
+        "CREATE FUNCTION guestpass.test_fail() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN RAISE EXCEPTION 'injected at the flow insert'; END $$; \
+         CREATE TRIGGER test_fail BEFORE INSERT ON guestpass.flows \
+         FOR EACH ROW EXECUTE FUNCTION guestpass.test_fail();",
+    )
+    .await;
+    let user = conformance::user(sqlsupport::TENANT, 1, "lena");
+    let flow = conformance::flow(sqlsupport::TENANT, 1, FlowState::ChooseProvider);
+    let batch = || {
+        WriteBatch::new()
+            .with(Write::User {
+                record: user.clone(),
+                expect: Expect::Absent,
+            })
+            .with(Write::Flow {
+                record: flow.clone(),
+                expect: Expect::Absent,
+            })
+    };
+    let err = store.commit(batch()).await.unwrap_err();
+    let shown = err.to_string();
+    assert!(matches!(err, StoreError::Backend { .. }), "{err:?}");
+    assert!(shown.contains("injected at the flow insert"), "{shown}");
+    assert!(
+        shown.contains(&format!("cannot write flow `{}`", flow.id)),
+        "named by its write: {shown}"
+    );
+    assert!(
+        store
+            .user(sqlsupport::TENANT, user.user.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .flow_by_id(sqlsupport::TENANT, flow.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    pg_exec(&db.url, "DROP TRIGGER test_fail ON guestpass.flows").await;
+    store.commit(batch()).await.unwrap();
+    assert_eq!(
+        store
+            .flow(sqlsupport::TENANT, &flow.handle_hash)
+            .await
+            .unwrap()
+            .unwrap()
+            .value,
+        flow
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

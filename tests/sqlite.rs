@@ -14,8 +14,8 @@ use guestpass::error::StoreError;
 use sqlsupport::TempDir;
 use sqlx::{Connection, Executor, Row};
 
-/// The number of migrations this build ships.
-const MIGRATIONS: i64 = 1;
+/// The migrations this build ships (SQLite has no version 2).
+const MIGRATIONS: [i64; 2] = [1, 3];
 
 async fn raw(path: &std::path::Path) -> sqlx::SqliteConnection {
     sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
@@ -63,7 +63,7 @@ async fn opens_by_url_and_by_path() {
     drop(store);
     assert!(path.exists());
     SqliteStore::open(&path).await.unwrap();
-    assert_eq!(applied(&path).await, [1]);
+    assert_eq!(applied(&path).await, MIGRATIONS);
     // The file is in WAL mode (which persists in the file).
     let mut conn = raw(&path).await;
     let mode: String = sqlx::query("PRAGMA journal_mode")
@@ -82,7 +82,7 @@ async fn migrations_are_idempotent() {
         let store = SqliteStore::open(&path).await.unwrap();
         store.close().await;
     }
-    assert_eq!(applied(&path).await.len() as i64, MIGRATIONS);
+    assert_eq!(applied(&path).await, MIGRATIONS);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -100,7 +100,7 @@ async fn concurrent_opens_of_a_new_file_all_succeed() {
             let r = t.await.unwrap();
             assert!(r.is_ok(), "round {round}: {r:?}");
         }
-        assert_eq!(applied(&path).await.len() as i64, MIGRATIONS);
+        assert_eq!(applied(&path).await, MIGRATIONS);
     }
 }
 
@@ -121,9 +121,45 @@ async fn a_newer_schema_is_refused() {
     assert_eq!(
         err,
         StoreError::Backend {
-            message: "database schema version 20990101000000 is newer than this guestpass (max 1)".into()
+            message: "database schema version 20990101000000 is newer than this guestpass (max 3)".into()
         }
     );
+}
+
+/// A database an older guestpass created (schema version 1, with records)
+/// is brought to version 3 on open: its records stay and flows work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_1_database_is_upgraded() {
+    let dir = TempDir::new("upgrade");
+    let path = dir.file("d.db");
+    let old = sqlsupport::migrations_up_to("sqlite", 1);
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=rwc", path.display()))
+        .await
+        .unwrap();
+    sqlx::migrate::Migrator::new(old.path())
+        .await
+        .unwrap()
+        .run(&mut conn)
+        .await
+        .unwrap();
+    let data = serde_json::to_string(&sqlsupport::old_throttle()).unwrap();
+    sqlx::query("INSERT INTO throttles (tenant_id, address_key, data, version) VALUES ($1, $2, $3, 1)")
+        .bind(sqlsupport::TENANT)
+        .bind("old@fabrikam.example")
+        .bind(data)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    assert_eq!(applied(&path).await, [1]);
+
+    let store = Arc::new(SqliteStore::open(&path).await.unwrap());
+    assert_eq!(applied(&path).await, MIGRATIONS);
+    sqlsupport::upgraded_store_works(store.clone()).await;
+    store.close().await;
+    // Reopening the upgraded file applies nothing more.
+    SqliteStore::open(&path).await.unwrap().close().await;
+    assert_eq!(applied(&path).await, MIGRATIONS);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,7 +2,8 @@
 //!
 //! Every [`DirectoryStore`] adapter must keep the guarantees the core relies
 //! on: conditional, all-or-nothing batches; unique mail and identities per
-//! tenant; tenant isolation; and exactly one winner when writers race. This
+//! tenant; unique flow handles; tenant isolation; and exactly one winner
+//! when writers race. This
 //! module checks them against any store, so the memory store and every
 //! database adapter run the same tests:
 //!
@@ -21,6 +22,7 @@
 //! checks spawn tokio tasks on the current multi-threaded runtime.
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -28,12 +30,14 @@ use time::OffsetDateTime;
 use time::macros::datetime;
 
 use super::{
-    AddressThrottle, CreationType, DirectoryStore, Expect, ExternalUserState, Invitation, InvitationRecord,
-    InvitationStatus, InvitedUserMessageInfo, ObjectIdentity, ObjectRef, PasscodeRecord, RedemptionRecords,
-    RedemptionSession, SessionStep, SignInType, User, UserRecord, UserType, Write, WriteBatch,
+    AddressThrottle, CreationType, DirectoryStore, Expect, ExternalUserState, FlowRecord, Invitation,
+    InvitationRecord, InvitationStatus, InvitedUserMessageInfo, ObjectIdentity, ObjectRef, PasscodeRecord,
+    RedemptionRecords, RedemptionSession, SessionStep, SignInType, User, UserRecord, UserType, Write,
+    WriteBatch,
 };
 use crate::email::EmailAddress;
 use crate::error::StoreError;
+use crate::flow::machine::{FlowIdentity, FlowState};
 use crate::id::Id;
 use crate::secret::Digest;
 
@@ -67,6 +71,7 @@ pub fn user(tenant: &str, n: u8, local: &str) -> UserRecord {
             account_enabled: true,
             sponsors: Vec::new(),
             created_date_time: T0 + time::Duration::seconds(i64::from(n)),
+            attributes: Default::default(),
         },
         tenant_id: tenant.to_owned(),
         active_invitation: None,
@@ -127,6 +132,13 @@ where
     racing_updates_have_one_winner(make().await).await;
     racing_inserts_have_one_winner(make().await).await;
     racing_redemptions_have_one_winner(make().await).await;
+    flows_round_trip(make().await).await;
+    flow_writes_are_conditional(make().await).await;
+    flows_in_batches_are_all_or_nothing(make().await).await;
+    flows_awaiting_approval_are_listed_oldest_first(make().await).await;
+    purge_removes_expired_flows(make().await).await;
+    racing_flow_updates_have_one_winner(make().await).await;
+    racing_flow_inserts_have_one_winner(make().await).await;
 }
 
 /// Every record kind reads back as written, at version 1, then 2.
@@ -667,7 +679,8 @@ pub async fn purge_is_bounded_and_spares_live_records(store: Arc<dyn DirectorySt
         super::PurgeReport {
             sessions: 2,
             passcodes: 2,
-            tickets: 2
+            tickets: 2,
+            flows: 0,
         },
         "bounded by the limit"
     );
@@ -695,7 +708,8 @@ pub async fn purge_is_bounded_and_spares_live_records(store: Arc<dyn DirectorySt
         super::PurgeReport {
             sessions: 1,
             passcodes: 1,
-            tickets: 1
+            tickets: 1,
+            flows: 0,
         }
     );
     let third = store.purge_expired(T0, 100).await.unwrap();
@@ -1056,4 +1070,554 @@ pub async fn racing_redemptions_have_one_winner(store: Arc<dyn DirectoryStore>) 
         sessions, 1,
         "the losers' session inserts were rolled back with them"
     );
+}
+
+// ---------------------------------------------------------------------------
+// Sign-up flows.
+
+fn flow_id(n: u8) -> Id {
+    let mut b = [0u8; 16];
+    b[0] = 0xf1;
+    b[1] = n;
+    Id::from_bytes(b)
+}
+
+fn flow_handle(n: u8) -> Digest {
+    Digest::sha256(&[b'f', n])
+}
+
+/// A sign-up flow of `tenant` in `state`, started at `T0 + n s` and live
+/// for an hour, for tests.
+pub fn flow(tenant: &str, n: u8, state: FlowState) -> FlowRecord {
+    FlowRecord {
+        id: flow_id(n),
+        handle_hash: flow_handle(n),
+        tenant_id: tenant.to_owned(),
+        user_flow_id: "B2X_1_signup".to_owned(),
+        client_id: "00000000-0000-0000-0000-0000000000a1".to_owned(),
+        redirect_uri: "https://app.contoso.example/signed-up".to_owned(),
+        nonce: Some(format!("nonce-{n}")),
+        app_state: None,
+        ui_locales: Some("fr-CA en".to_owned()),
+        state,
+        created_at: T0 + time::Duration::seconds(i64::from(n)),
+        expires_at: T0 + time::Duration::hours(1),
+    }
+}
+
+/// A flow state awaiting an administrator's approval of
+/// `{local}@fabrikam.example`, with a few collected attributes.
+pub fn awaiting_approval(local: &str) -> FlowState {
+    let email = EmailAddress::parse(&format!("{local}@fabrikam.example")).unwrap();
+    let attributes = BTreeMap::from([
+        ("givenName".to_owned(), serde_json::json!(local)),
+        ("extension_a1_newsletter".to_owned(), serde_json::json!(true)),
+        ("extension_a1_seats".to_owned(), serde_json::json!(12)),
+    ]);
+    FlowState::AwaitingApproval {
+        identity: FlowIdentity {
+            issuer: "mail".into(),
+            subject: email.comparison_key().to_owned(),
+            email,
+        },
+        attributes,
+        message: None,
+    }
+}
+
+fn put_flow(record: FlowRecord, expect: Expect) -> WriteBatch {
+    WriteBatch::new().with(Write::Flow { record, expect })
+}
+
+/// A flow reads back as written by its handle and by its id, at version 1
+/// and after an update at 2; from another tenant it reads as absent.
+pub async fn flows_round_trip(store: Arc<dyn DirectoryStore>) {
+    let f = flow("t1", 1, FlowState::ChooseProvider);
+    store
+        .commit(put_flow(f.clone(), Expect::Absent))
+        .await
+        .expect("a fresh flow inserts");
+    let got = store
+        .flow("t1", &f.handle_hash)
+        .await
+        .unwrap()
+        .expect("flow reads back by handle");
+    assert_eq!((got.value, got.version), (f.clone(), 1));
+    let got = store
+        .flow_by_id("t1", f.id)
+        .await
+        .unwrap()
+        .expect("flow reads back by id");
+    assert_eq!((got.value, got.version), (f.clone(), 1));
+    assert!(
+        store.flow("t2", &f.handle_hash).await.unwrap().is_none(),
+        "another tenant's flow by handle"
+    );
+    assert!(
+        store.flow_by_id("t2", f.id).await.unwrap().is_none(),
+        "another tenant's flow by id"
+    );
+    assert!(store.flow("t1", &flow_handle(9)).await.unwrap().is_none());
+    assert!(store.flow_by_id("t1", flow_id(9)).await.unwrap().is_none());
+
+    let mut next = f.clone();
+    next.state = awaiting_approval("alice");
+    next.app_state = Some("af0ifjsldkj".into());
+    next.expires_at = T0 + time::Duration::days(7) + time::Duration::nanoseconds(1_500);
+    store
+        .commit(put_flow(next.clone(), Expect::Version(1)))
+        .await
+        .expect("update at the current version commits");
+    let got = store.flow("t1", &f.handle_hash).await.unwrap().unwrap();
+    assert_eq!(
+        (got.value, got.version),
+        (next.clone(), 2),
+        "state, attributes and nanoseconds survive"
+    );
+    let got = store.flow_by_id("t1", f.id).await.unwrap().unwrap();
+    assert_eq!((got.value, got.version), (next, 2));
+}
+
+/// Flow writes are compare-and-set on the version; a handle hash belongs to
+/// one flow across tenants; an update may change neither the handle hash
+/// nor the tenant. A refused write changes nothing.
+pub async fn flow_writes_are_conditional(store: Arc<dyn DirectoryStore>) {
+    let f = flow("t1", 1, FlowState::ChooseProvider);
+    store.commit(put_flow(f.clone(), Expect::Absent)).await.unwrap();
+    let conflict = |r: Result<(), StoreError>, what: &str| {
+        assert!(
+            matches!(r, Err(StoreError::Conflict { record: "flow", .. })),
+            "{what}: {r:?}"
+        );
+    };
+
+    conflict(
+        store.commit(put_flow(f.clone(), Expect::Absent)).await,
+        "insert over an existing flow",
+    );
+    conflict(
+        store
+            .commit(put_flow(
+                flow("t1", 2, FlowState::ChooseProvider),
+                Expect::Version(1),
+            ))
+            .await,
+        "update of an absent flow",
+    );
+    assert!(store.flow_by_id("t1", flow_id(2)).await.unwrap().is_none());
+
+    let mut v2 = f.clone();
+    v2.state = FlowState::EnterEmail;
+    store
+        .commit(put_flow(v2.clone(), Expect::Version(1)))
+        .await
+        .unwrap();
+    let mut stale = f.clone();
+    stale.state = awaiting_approval("stale");
+    conflict(
+        store.commit(put_flow(stale, Expect::Version(1))).await,
+        "stale version",
+    );
+    conflict(
+        store.commit(put_flow(v2.clone(), Expect::Version(3))).await,
+        "future version",
+    );
+
+    // An update never moves a flow to another tenant.
+    let mut moved = v2.clone();
+    moved.tenant_id = "t2".into();
+    conflict(
+        store.commit(put_flow(moved, Expect::Version(2))).await,
+        "a flow moved across tenants",
+    );
+    assert!(store.flow_by_id("t2", f.id).await.unwrap().is_none());
+    assert!(store.flow("t2", &f.handle_hash).await.unwrap().is_none());
+
+    // Nor changes its handle.
+    let mut rehandled = v2.clone();
+    rehandled.handle_hash = flow_handle(50);
+    conflict(
+        store.commit(put_flow(rehandled, Expect::Version(2))).await,
+        "a changed handle hash",
+    );
+    assert!(store.flow("t1", &flow_handle(50)).await.unwrap().is_none());
+
+    // A handle hash is unique across flows, also across tenants.
+    for tenant in ["t1", "t2"] {
+        let mut other = flow(tenant, 3, FlowState::ChooseProvider);
+        other.handle_hash = f.handle_hash;
+        let r = store.commit(put_flow(other, Expect::Absent)).await;
+        assert_eq!(
+            r,
+            Err(StoreError::Duplicate {
+                constraint: "flow handle",
+                key: f.handle_hash.to_hex(),
+            }),
+            "a second flow with the handle in {tenant}"
+        );
+        assert!(store.flow_by_id(tenant, flow_id(3)).await.unwrap().is_none());
+    }
+
+    let got = store.flow("t1", &f.handle_hash).await.unwrap().unwrap();
+    assert_eq!(
+        (got.value, got.version),
+        (v2, 2),
+        "the refused writes changed nothing"
+    );
+}
+
+/// A flow written in one batch with other records is all or nothing: a
+/// user's duplicate mail leaves the batch's flow unwritten, and a flow's
+/// failed precondition leaves the batch's user unwritten.
+pub async fn flows_in_batches_are_all_or_nothing(store: Arc<dyn DirectoryStore>) {
+    let alice = user("t1", 1, "alice");
+    store
+        .commit(put_user(alice.clone(), Expect::Absent))
+        .await
+        .unwrap();
+
+    // A new flow, then a user whose address alice holds.
+    let f = flow("t1", 1, awaiting_approval("ALICE"));
+    let r = store
+        .commit(
+            WriteBatch::new()
+                .with(Write::Flow {
+                    record: f.clone(),
+                    expect: Expect::Absent,
+                })
+                .with(Write::User {
+                    record: user("t1", 2, "Alice"),
+                    expect: Expect::Absent,
+                }),
+        )
+        .await;
+    assert!(
+        matches!(
+            r,
+            Err(StoreError::Duplicate {
+                constraint: "user mail",
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+    assert!(
+        store.flow("t1", &f.handle_hash).await.unwrap().is_none(),
+        "flow insert rolled back"
+    );
+    assert!(store.flow_by_id("t1", f.id).await.unwrap().is_none());
+    assert!(store.user("t1", id(2)).await.unwrap().is_none());
+    assert!(
+        store
+            .flows_awaiting_approval("t1", T0, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "the rolled-back flow is not queued"
+    );
+
+    // The flow alone commits; then a new user with a stale flow update.
+    store.commit(put_flow(f.clone(), Expect::Absent)).await.unwrap();
+    let mut done = f.clone();
+    done.state = FlowState::Completed {
+        user_id: id(3),
+        signed_in: false,
+    };
+    let r = store
+        .commit(
+            WriteBatch::new()
+                .with(Write::User {
+                    record: user("t1", 3, "carol"),
+                    expect: Expect::Absent,
+                })
+                .with(Write::Flow {
+                    record: done.clone(),
+                    expect: Expect::Version(7),
+                }),
+        )
+        .await;
+    assert!(
+        matches!(r, Err(StoreError::Conflict { record: "flow", .. })),
+        "{r:?}"
+    );
+    assert!(
+        store.user("t1", id(3)).await.unwrap().is_none(),
+        "user insert rolled back"
+    );
+    let got = store.flow_by_id("t1", f.id).await.unwrap().unwrap();
+    assert_eq!((got.value, got.version), (f.clone(), 1));
+
+    // Both at the right versions: both land.
+    store
+        .commit(
+            WriteBatch::new()
+                .with(Write::User {
+                    record: user("t1", 3, "carol"),
+                    expect: Expect::Absent,
+                })
+                .with(Write::Flow {
+                    record: done.clone(),
+                    expect: Expect::Version(1),
+                }),
+        )
+        .await
+        .expect("a user and its flow commit together");
+    assert_eq!(store.user("t1", id(3)).await.unwrap().unwrap().version, 1);
+    let got = store.flow_by_id("t1", f.id).await.unwrap().unwrap();
+    assert_eq!((got.value, got.version), (done, 2));
+}
+
+fn queue(flows: &[super::Versioned<FlowRecord>]) -> Vec<(Id, u64)> {
+    flows.iter().map(|f| (f.value.id, f.version)).collect()
+}
+
+/// [`DirectoryStore::flows_awaiting_approval`] lists the tenant's live flows
+/// whose state awaits approval, oldest first (then by id), at most `limit`,
+/// and follows every update of a flow's state and expiry.
+pub async fn flows_awaiting_approval_are_listed_oldest_first(store: Arc<dyn DirectoryStore>) {
+    let seconds = time::Duration::seconds;
+    let now = T0 + time::Duration::minutes(10);
+    // Created at T0+5s, +1s and +1s (a tie broken by id): listed 2, 7, 1.
+    let mut f1 = flow("t1", 1, awaiting_approval("a"));
+    let mut f2 = flow("t1", 2, awaiting_approval("b"));
+    let mut f7 = flow("t1", 7, awaiting_approval("c"));
+    f1.created_at = T0 + seconds(5);
+    f2.created_at = T0 + seconds(1);
+    f7.created_at = T0 + seconds(1);
+    let f3 = flow("t1", 3, FlowState::ChooseProvider); // not awaiting
+    let mut f4 = flow("t1", 4, awaiting_approval("d")); // expired
+    f4.expires_at = now - seconds(1);
+    let mut f5 = flow("t1", 5, awaiting_approval("e")); // expires exactly now (created with f1)
+    f5.expires_at = now;
+    let f6 = flow("t2", 6, awaiting_approval("f")); // another tenant
+    let mut batch = WriteBatch::new();
+    // Written neither in id nor in creation order.
+    for f in [&f7, &f4, &f1, &f6, &f3, &f2, &f5] {
+        batch.push(Write::Flow {
+            record: f.clone(),
+            expect: Expect::Absent,
+        });
+    }
+    store.commit(batch).await.unwrap();
+
+    let listed = store.flows_awaiting_approval("t1", now, 10).await.unwrap();
+    assert_eq!(
+        queue(&listed),
+        [(f2.id, 1), (f7.id, 1), (f1.id, 1)],
+        "live, awaiting, of the tenant, oldest first then by id"
+    );
+    assert_eq!(listed[0].value, f2, "listed records are whole");
+    let first = store.flows_awaiting_approval("t1", now, 2).await.unwrap();
+    assert_eq!(queue(&first), [(f2.id, 1), (f7.id, 1)], "at most limit");
+    assert!(
+        store
+            .flows_awaiting_approval("t1", now, 0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        queue(&store.flows_awaiting_approval("t2", now, 10).await.unwrap()),
+        [(f6.id, 1)]
+    );
+    assert!(
+        store
+            .flows_awaiting_approval("t3", now, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .flows_awaiting_approval("t1", T0 + time::Duration::hours(1), 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing is live at its expiry"
+    );
+    assert_eq!(
+        queue(
+            &store
+                .flows_awaiting_approval("t1", now - seconds(2), 10)
+                .await
+                .unwrap()
+        ),
+        [(f2.id, 1), (f7.id, 1), (f4.id, 1), (f1.id, 1), (f5.id, 1)],
+        "before their expiry, f4 and f5 are listed"
+    );
+
+    // A decision takes f2 off the queue; an extended expiry puts f4 on it;
+    // a waiting flow's update shows its new version; f3 starts waiting.
+    let mut decided = f2.clone();
+    decided.state = FlowState::Denied {
+        message: "Not this time.".into(),
+    };
+    let mut extended = f4.clone();
+    extended.expires_at = now + time::Duration::days(1);
+    let mut noted = f1.clone();
+    if let FlowState::AwaitingApproval { message, .. } = &mut noted.state {
+        *message = Some("An administrator is looking at it.".into());
+    }
+    let mut waiting = f3.clone();
+    waiting.state = awaiting_approval("g");
+    store
+        .commit(
+            WriteBatch::new()
+                .with(Write::Flow {
+                    record: decided,
+                    expect: Expect::Version(1),
+                })
+                .with(Write::Flow {
+                    record: extended,
+                    expect: Expect::Version(1),
+                })
+                .with(Write::Flow {
+                    record: noted.clone(),
+                    expect: Expect::Version(1),
+                })
+                .with(Write::Flow {
+                    record: waiting,
+                    expect: Expect::Version(1),
+                }),
+        )
+        .await
+        .unwrap();
+    let listed = store.flows_awaiting_approval("t1", now, 10).await.unwrap();
+    assert_eq!(
+        queue(&listed),
+        [(f7.id, 1), (f3.id, 2), (f4.id, 2), (f1.id, 2)],
+        "the queue follows state and expiry changes"
+    );
+    assert_eq!(listed[3].value, noted);
+    assert_eq!(
+        queue(&store.flows_awaiting_approval("t1", now, 1).await.unwrap()),
+        [(f7.id, 1)],
+        "the limit counts only flows that await approval"
+    );
+}
+
+/// `purge_expired` deletes flows whose expiry is at or before `now`, oldest
+/// first and at most `limit` per call; a purged flow's handle is free again,
+/// and live flows stay.
+pub async fn purge_removes_expired_flows(store: Arc<dyn DirectoryStore>) {
+    let hours = time::Duration::hours;
+    // Expired at T0-3h (t2), T0-2h, exactly at T0; live until T0+1h.
+    let mut batch = WriteBatch::new();
+    for (n, tenant, at) in [
+        (1u8, "t1", T0 + hours(1)),
+        (2, "t1", T0),
+        (3, "t1", T0 - hours(2)),
+        (4, "t2", T0 - hours(3)),
+    ] {
+        let mut f = flow(tenant, n, awaiting_approval("p"));
+        f.expires_at = at;
+        batch.push(Write::Flow {
+            record: f,
+            expect: Expect::Absent,
+        });
+    }
+    store.commit(batch).await.unwrap();
+
+    assert_eq!(
+        store.purge_expired(T0, 0).await.unwrap().total(),
+        0,
+        "limit 0 purges nothing"
+    );
+    let first = store.purge_expired(T0, 2).await.unwrap();
+    assert_eq!(
+        first,
+        super::PurgeReport {
+            flows: 2,
+            ..super::PurgeReport::default()
+        },
+        "bounded by the limit"
+    );
+    assert!(
+        store.flow_by_id("t2", flow_id(4)).await.unwrap().is_none(),
+        "oldest first"
+    );
+    assert!(store.flow("t1", &flow_handle(3)).await.unwrap().is_none());
+    assert!(store.flow_by_id("t1", flow_id(2)).await.unwrap().is_some());
+    let second = store.purge_expired(T0, 100).await.unwrap();
+    assert_eq!(second.flows, 1, "expired at exactly now");
+    assert!(store.flow_by_id("t1", flow_id(2)).await.unwrap().is_none());
+    assert_eq!(store.purge_expired(T0, 100).await.unwrap().total(), 0);
+    let live = store.flow_by_id("t1", flow_id(1)).await.unwrap().unwrap();
+    assert_eq!(live.version, 1, "the live flow is untouched");
+
+    // A purged handle may start a new flow.
+    let mut again = flow("t1", 9, FlowState::ChooseProvider);
+    again.handle_hash = flow_handle(3);
+    store
+        .commit(put_flow(again.clone(), Expect::Absent))
+        .await
+        .expect("a purged flow's handle is free");
+    assert_eq!(
+        store.flow("t1", &flow_handle(3)).await.unwrap().unwrap().value,
+        again
+    );
+}
+
+/// [`RACERS`] tasks update one flow from the same version: one wins.
+pub async fn racing_flow_updates_have_one_winner(store: Arc<dyn DirectoryStore>) {
+    let f = flow("t1", 1, FlowState::ChooseProvider);
+    store.commit(put_flow(f.clone(), Expect::Absent)).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..RACERS {
+        let store = store.clone();
+        let mut next = f.clone();
+        next.state = awaiting_approval(&format!("racer{i}"));
+        next.app_state = Some(format!("racer {i}"));
+        tasks.push(tokio::spawn(async move {
+            store.commit(put_flow(next, Expect::Version(1))).await
+        }));
+    }
+    let mut wins = Vec::new();
+    for (i, t) in tasks.into_iter().enumerate() {
+        match t.await.unwrap() {
+            Ok(()) => wins.push(i),
+            Err(StoreError::Conflict { .. }) => {}
+            Err(e) => panic!("unexpected error from a racing flow update: {e}"),
+        }
+    }
+    assert_eq!(wins.len(), 1, "exactly one racing flow update wins");
+    let got = store.flow("t1", &f.handle_hash).await.unwrap().unwrap();
+    assert_eq!(got.version, 2);
+    assert_eq!(
+        got.value.app_state,
+        Some(format!("racer {}", wins[0])),
+        "the winner's write"
+    );
+    assert_eq!(
+        queue(&store.flows_awaiting_approval("t1", T0, 100).await.unwrap()),
+        [(f.id, 2)]
+    );
+}
+
+/// [`RACERS`] tasks start flows with one handle hash: one wins, the others
+/// are told the handle is taken.
+pub async fn racing_flow_inserts_have_one_winner(store: Arc<dyn DirectoryStore>) {
+    let mut tasks = Vec::new();
+    for i in 0..RACERS {
+        let store = store.clone();
+        let mut record = flow("t1", i as u8 + 1, FlowState::ChooseProvider);
+        record.handle_hash = flow_handle(0);
+        tasks.push(tokio::spawn(async move {
+            store.commit(put_flow(record, Expect::Absent)).await
+        }));
+    }
+    let mut wins = Vec::new();
+    for (i, t) in tasks.into_iter().enumerate() {
+        match t.await.unwrap() {
+            Ok(()) => wins.push(i),
+            Err(StoreError::Duplicate {
+                constraint: "flow handle",
+                ..
+            }) => {}
+            Err(e) => panic!("unexpected error from a racing flow insert: {e}"),
+        }
+    }
+    assert_eq!(wins.len(), 1, "exactly one flow gets the handle");
+    let got = store.flow("t1", &flow_handle(0)).await.unwrap().unwrap();
+    assert_eq!((got.value.id, got.version), (flow_id(wins[0] as u8 + 1), 1));
 }

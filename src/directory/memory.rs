@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use crate::directory::model::{
-    AddressThrottle, InvitationRecord, PasscodeRecord, RedemptionSession, UserRecord,
+    AddressThrottle, FlowRecord, InvitationRecord, PasscodeRecord, RedemptionSession, UserRecord,
 };
 use crate::directory::store::{DirectoryStore, Expect, PurgeReport, Versioned, Write, WriteBatch};
 use crate::error::StoreError;
@@ -25,6 +25,8 @@ struct Inner {
     sessions: HashMap<Digest, (u64, RedemptionSession)>,
     passcodes: HashMap<Id, (u64, PasscodeRecord)>,
     throttles: HashMap<(String, String), (u64, AddressThrottle)>,
+    flows: HashMap<Id, (u64, FlowRecord)>,
+    flow_handles: HashMap<Digest, Id>,
 }
 
 /// A [`DirectoryStore`] in process memory, behind one mutex: every commit
@@ -47,6 +49,7 @@ impl std::fmt::Debug for MemoryStore {
             .field("users", &inner.users.len())
             .field("invitations", &inner.invitations.len())
             .field("sessions", &inner.sessions.len())
+            .field("flows", &inner.flows.len())
             .finish_non_exhaustive()
     }
 }
@@ -143,6 +146,21 @@ impl Inner {
                     .throttles
                     .get(&(tenant_id.clone(), record.address_key.clone()))
                     .map(|e| e.0),
+                Write::Flow { record, .. } => {
+                    let current = self.flows.get(&record.id);
+                    if let Some(owner) = self.flow_handles.get(&record.handle_hash)
+                        && *owner != record.id
+                    {
+                        return Err(StoreError::Duplicate {
+                            constraint: "flow handle",
+                            key: record.handle_hash.to_hex(),
+                        });
+                    }
+                    if current.is_some_and(|(_, old)| old.handle_hash != record.handle_hash) {
+                        return Err(StoreError::Conflict { record: kind, key });
+                    }
+                    version_in_tenant(current, |r| &r.tenant_id, &record.tenant_id, kind, &key)?
+                }
             };
             check(w.expect(), current, kind, key)?;
         }
@@ -245,6 +263,10 @@ impl Inner {
                     let key = (tenant_id, record.address_key.clone());
                     bump(&mut self.throttles, key, record);
                 }
+                Write::Flow { record, .. } => {
+                    self.flow_handles.insert(record.handle_hash, record.id);
+                    bump(&mut self.flows, record.id, record);
+                }
             }
         }
     }
@@ -346,6 +368,46 @@ impl DirectoryStore for MemoryStore {
         ))
     }
 
+    async fn flow(
+        &self,
+        tenant_id: &str,
+        handle_hash: &Digest,
+    ) -> Result<Option<Versioned<FlowRecord>>, StoreError> {
+        let inner = self.lock();
+        let id = inner.flow_handles.get(handle_hash);
+        Ok(versioned(
+            id.and_then(|id| inner.flows.get(id))
+                .filter(|e| e.1.tenant_id == tenant_id),
+        ))
+    }
+
+    async fn flow_by_id(&self, tenant_id: &str, id: Id) -> Result<Option<Versioned<FlowRecord>>, StoreError> {
+        Ok(versioned(
+            self.lock().flows.get(&id).filter(|e| e.1.tenant_id == tenant_id),
+        ))
+    }
+
+    async fn flows_awaiting_approval(
+        &self,
+        tenant_id: &str,
+        now: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<Versioned<FlowRecord>>, StoreError> {
+        let inner = self.lock();
+        let mut out: Vec<Versioned<FlowRecord>> = inner
+            .flows
+            .values()
+            .filter(|(_, f)| f.tenant_id == tenant_id && f.awaiting_approval() && f.expires_at > now)
+            .map(|(version, f)| Versioned {
+                value: f.clone(),
+                version: *version,
+            })
+            .collect();
+        out.sort_by_key(|f| (f.value.created_at, f.value.id));
+        out.truncate(limit as usize);
+        Ok(out)
+    }
+
     async fn commit(&self, batch: WriteBatch) -> Result<(), StoreError> {
         let mut inner = self.lock();
         inner.validate(&batch)?;
@@ -376,10 +438,17 @@ impl DirectoryStore for MemoryStore {
                 *version += 1;
             }
         }
+        let flows = oldest_expired(&inner.flows, |f| Some(f.expires_at), now, limit);
+        for k in &flows {
+            if let Some((_, f)) = inner.flows.remove(k) {
+                inner.flow_handles.remove(&f.handle_hash);
+            }
+        }
         Ok(PurgeReport {
             sessions: sessions.len() as u64,
             passcodes: passcodes.len() as u64,
             tickets: tickets.len() as u64,
+            flows: flows.len() as u64,
         })
     }
 }

@@ -6,6 +6,8 @@
 //! [`InvitationRecord`], ...) add what the library needs and Graph does not
 //! show: the active ticket's hash, the binding to a tenant, passcode state.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -114,6 +116,13 @@ pub struct User {
     /// When the object was created.
     #[serde(with = "time::serde::rfc3339")]
     pub created_date_time: OffsetDateTime,
+    /// Profile attributes a sign-up flow collected, under their Graph names
+    /// at the top level of the JSON, as Graph shows them: built-in ones
+    /// (`givenName`, `surname`, `city`, ...) and custom ones
+    /// (`extension_<appId>_<name>`). `displayName` and `mail` have fields of
+    /// their own and are never kept here.
+    #[serde(flatten)]
+    pub attributes: BTreeMap<String, serde_json::Value>,
 }
 
 impl User {
@@ -322,6 +331,58 @@ pub struct RedemptionSession {
     /// When the session stops being usable.
     #[serde(with = "time::serde::rfc3339")]
     pub expires_at: OffsetDateTime,
+}
+
+/// Server-held state of one self-service sign-up (or sign-in) user flow,
+/// keyed by the hash of the opaque handle the browser holds.
+///
+/// Everything the flow has learned so far (the proven address, its inline
+/// passcode, the collected attributes, the approval) lives in
+/// [`FlowRecord::state`]; every step is one conditional write of the whole
+/// record, so of two concurrent steps on one flow exactly one wins.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FlowRecord {
+    /// The flow's public id: what administrators approve or deny by.
+    pub id: Id,
+    /// SHA-256 of the handle; the store's second unique key.
+    pub handle_hash: Digest,
+    /// The tenant.
+    pub tenant_id: String,
+    /// The user flow configuration that runs it.
+    pub user_flow_id: String,
+    /// The application the person signs up to (its client id).
+    pub client_id: String,
+    /// Where the completion is delivered: one of the application's
+    /// registered redirect URIs, checked exactly when the flow started.
+    pub redirect_uri: String,
+    /// The application's `nonce`, echoed in the completion token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+    /// The application's `state`, handed back with the completion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_state: Option<String>,
+    /// The person's languages (`ui_locales`), most preferred first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ui_locales: Option<String>,
+    /// Where the flow is.
+    pub state: crate::flow::machine::FlowState,
+    /// When the flow started.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// When it stops being usable (extended while an approval is pending).
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+}
+
+impl FlowRecord {
+    /// Whether an administrator's decision is awaited (the stores index this).
+    pub fn awaiting_approval(&self) -> bool {
+        matches!(
+            self.state,
+            crate::flow::machine::FlowState::AwaitingApproval { .. }
+        )
+    }
 }
 
 /// A one-time passcode at rest: a keyed hash, never the digits.

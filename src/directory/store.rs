@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use crate::directory::model::{
-    AddressThrottle, InvitationRecord, PasscodeRecord, RedemptionSession, UserRecord,
+    AddressThrottle, FlowRecord, InvitationRecord, PasscodeRecord, RedemptionSession, UserRecord,
 };
 use crate::error::StoreError;
 use crate::id::Id;
@@ -79,6 +79,14 @@ pub enum Write {
         /// The precondition.
         expect: Expect,
     },
+    /// Insert or update a sign-up flow, keyed by its id. Enforces a unique
+    /// handle hash across flows; a flow never moves to another tenant.
+    Flow {
+        /// The new value.
+        record: FlowRecord,
+        /// The precondition.
+        expect: Expect,
+    },
 }
 
 impl Write {
@@ -92,6 +100,7 @@ impl Write {
             Write::Throttle {
                 tenant_id, record, ..
             } => ("throttle", format!("{tenant_id}/{}", record.address_key)),
+            Write::Flow { record, .. } => ("flow", record.id.to_string()),
         }
     }
 
@@ -102,7 +111,8 @@ impl Write {
             | Write::Invitation { expect, .. }
             | Write::Session { expect, .. }
             | Write::Passcode { expect, .. }
-            | Write::Throttle { expect, .. } => *expect,
+            | Write::Throttle { expect, .. }
+            | Write::Flow { expect, .. } => *expect,
         }
     }
 }
@@ -176,12 +186,14 @@ pub struct PurgeReport {
     pub passcodes: u64,
     /// Expired ticket bindings cleared from pending invitations.
     pub tickets: u64,
+    /// Sign-up flows deleted.
+    pub flows: u64,
 }
 
 impl PurgeReport {
     /// Records affected in all.
     pub fn total(&self) -> u64 {
-        self.sessions + self.passcodes + self.tickets
+        self.sessions + self.passcodes + self.tickets + self.flows
     }
 }
 
@@ -253,6 +265,28 @@ pub trait DirectoryStore: Send + Sync + std::fmt::Debug {
         tenant_id: &str,
         address_key: &str,
     ) -> Result<Option<Versioned<AddressThrottle>>, StoreError>;
+
+    /// A sign-up flow of `tenant_id` by the hash of its handle (a flow of
+    /// another tenant reads as absent).
+    async fn flow(
+        &self,
+        tenant_id: &str,
+        handle_hash: &Digest,
+    ) -> Result<Option<Versioned<FlowRecord>>, StoreError>;
+
+    /// A sign-up flow of `tenant_id` by its id (a flow of another tenant
+    /// reads as absent).
+    async fn flow_by_id(&self, tenant_id: &str, id: Id) -> Result<Option<Versioned<FlowRecord>>, StoreError>;
+
+    /// The flows of `tenant_id` whose state awaits an administrator's
+    /// approval ([`FlowRecord::awaiting_approval`]) and that have not
+    /// expired at `now`, oldest first, at most `limit`.
+    async fn flows_awaiting_approval(
+        &self,
+        tenant_id: &str,
+        now: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<Versioned<FlowRecord>>, StoreError>;
 
     /// An invitation with its invited user and that user's passcode
     /// counters, as one read where the backend can (the SQL stores join).
@@ -343,8 +377,8 @@ pub trait DirectoryStore: Send + Sync + std::fmt::Debug {
     /// nothing of the batch is visible.
     async fn commit(&self, batch: WriteBatch) -> Result<(), StoreError>;
 
-    /// Deletes redemption sessions and passcodes whose expiry is at or before
-    /// `now`, and clears the ticket binding (`ticket = None`, version + 1) of
+    /// Deletes redemption sessions, passcodes and sign-up flows whose expiry
+    /// is at or before `now`, and clears the ticket binding (`ticket = None`, version + 1) of
     /// invitations whose ticket expired — at most `limit` records of each
     /// kind per call, oldest expiry first, so a host can call it on a
     /// schedule without long pauses. Users and passcode counters are never

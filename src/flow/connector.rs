@@ -691,8 +691,9 @@ fn quote(text: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ConnectorIdentity {
-    /// `federated` for an external identity provider, `emailAddress` for an
-    /// email one-time passcode identity.
+    /// How the identity signs in, as on the user's `identities`: sign-up
+    /// flows send `federated`, with issuer `mail` for an email one-time
+    /// passcode identity.
     pub sign_in_type: String,
     /// The identity provider, such as `facebook.com` or `mail`.
     pub issuer: String,

@@ -442,6 +442,33 @@ impl fmt::Debug for TokenPublicKey {
 pub struct TokenSigningKey {
     pkcs8: SecretBytes,
     public: TokenPublicKey,
+    signer: std::sync::Arc<Signer>,
+}
+
+/// The parsed private key, kept so that signing does not parse it again.
+enum Signer {
+    /// ring's ECDSA P-256 (fixed-length `r || s`, the JWS encoding).
+    Es256(ring::signature::EcdsaKeyPair),
+    /// ring's Ed25519.
+    EdDsa(ring::signature::Ed25519KeyPair),
+    /// A key ring does not read (it accepts fewer PKCS#8 variants than the
+    /// JWT library): signed by the JWT library, parsing it each time.
+    Parsed,
+}
+
+impl Signer {
+    fn new(algorithm: TokenAlgorithm, pkcs8: &[u8]) -> Self {
+        match algorithm {
+            TokenAlgorithm::Es256 => ring::signature::EcdsaKeyPair::from_pkcs8(
+                &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+                pkcs8,
+                &ring::rand::SystemRandom::new(),
+            )
+            .map_or(Signer::Parsed, Signer::Es256),
+            TokenAlgorithm::EdDsa => ring::signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(pkcs8)
+                .map_or(Signer::Parsed, Signer::EdDsa),
+        }
+    }
 }
 
 impl TokenSigningKey {
@@ -506,7 +533,12 @@ impl TokenSigningKey {
             algorithm,
             point,
         };
-        let key = Self { pkcs8, public };
+        let signer = std::sync::Arc::new(Signer::new(algorithm, pkcs8.expose()));
+        let key = Self {
+            pkcs8,
+            public,
+            signer,
+        };
         key.self_check()?;
         Ok(key)
     }
@@ -543,11 +575,29 @@ impl TokenSigningKey {
         Self::from_pkcs8_der(kid, algorithm, der.expose())
     }
 
+    /// Signs `message` (the JWS signing input) and returns the base64url
+    /// signature.
+    fn sign(&self, message: &[u8]) -> Result<String, TokenError> {
+        match self.signer.as_ref() {
+            Signer::Es256(pair) => pair
+                .sign(&ring::rand::SystemRandom::new(), message)
+                .map(|sig| URL_SAFE_NO_PAD.encode(sig.as_ref()))
+                .map_err(|_| TokenError::Signing),
+            Signer::EdDsa(pair) => Ok(URL_SAFE_NO_PAD.encode(pair.sign(message).as_ref())),
+            Signer::Parsed => {
+                jsonwebtoken::crypto::sign(message, &self.encoding_key(), self.public.algorithm.jwt())
+                    .map_err(|_| TokenError::Signing)
+            }
+        }
+    }
+
     /// Signs a probe with the private key and checks it with the public one,
     /// so a key whose halves disagree is refused before it is published.
     fn self_check(&self) -> Result<(), TokenError> {
         let alg = self.public.algorithm.jwt();
-        let verified = jsonwebtoken::crypto::sign(PROBE, &self.encoding_key(), alg)
+        let verified = self
+            .sign(PROBE)
+            .map_err(|_| jsonwebtoken::errors::ErrorKind::InvalidKeyFormat.into())
             .and_then(|sig| jsonwebtoken::crypto::verify(&sig, PROBE, &self.public.decoding_key(), alg));
         match verified {
             Ok(true) => Ok(()),
@@ -1006,7 +1056,16 @@ pub fn issue(keys: &TokenKeys, claims: &CompletionClaims, now: OffsetDateTime) -
     let key = &keys.signing;
     let mut header = Header::new(key.public.algorithm.jwt());
     header.kid = Some(key.public.kid.clone());
-    jsonwebtoken::encode(&header, &out, &key.encoding_key()).map_err(|_| TokenError::Signing)
+    // The compact JWS: base64url(header) . base64url(claims) . base64url(signature).
+    let header = serde_json::to_vec(&header).map_err(|_| TokenError::Signing)?;
+    let claims = serde_json::to_vec(&out).map_err(|_| TokenError::Signing)?;
+    let mut jwt = URL_SAFE_NO_PAD.encode(header);
+    jwt.push('.');
+    URL_SAFE_NO_PAD.encode_string(claims, &mut jwt);
+    let signature = key.sign(jwt.as_bytes())?;
+    jwt.push('.');
+    jwt.push_str(&signature);
+    Ok(jwt)
 }
 
 /// A token that passed every check, with its claims.

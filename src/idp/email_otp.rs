@@ -189,7 +189,9 @@ pub struct CheckOutcome {
     pub verdict: Result<(), PasscodeError>,
     /// The passcode record to store, if it changed.
     pub passcode: Option<PasscodeRecord>,
-    /// The address counters to store, if they changed.
+    /// The address counters to store: after every counted check (a right
+    /// or a wrong code), changed or not, so that the write's precondition
+    /// covers the counters the verdict read.
     pub throttle: Option<AddressThrottle>,
 }
 
@@ -261,12 +263,14 @@ pub fn check(
             Err(PasscodeError::Incorrect { remaining })
         }
     };
-    let throttle_changed =
-        throttle.is_none_or(|t| t.consecutive_failures != next_throttle.consecutive_failures);
+    // The counters are written with every counted check, changed or not:
+    // the write's version precondition makes the verdict rest on the
+    // counters it read, so concurrent guesses cannot slip a right one past
+    // failures counted meanwhile.
     CheckOutcome {
         verdict,
         passcode: Some(next_record),
-        throttle: throttle_changed.then_some(next_throttle),
+        throttle: Some(next_throttle),
     }
 }
 
@@ -317,6 +321,23 @@ mod tests {
         let used = out.passcode.unwrap();
         let again = check(&p, &keys(), &used, None, code.expose(), &bound, NOW);
         assert_eq!(again.verdict, Err(PasscodeError::AlreadyUsed));
+    }
+
+    #[test]
+    fn a_right_code_still_writes_the_counters_it_read() {
+        // The counters go into the same conditional write as the verdict,
+        // so a right guess cannot commit past failures counted meanwhile.
+        let rng = SeededRandom::new(4);
+        let (code, rec, bound) = fresh(&rng);
+        let p = PasscodePolicy::default();
+        let read = AddressThrottle {
+            address_key: rec.address_key.clone(),
+            consecutive_failures: 0,
+            recent_sends: vec![NOW],
+        };
+        let out = check(&p, &keys(), &rec, Some(&read), code.expose(), &bound, NOW);
+        assert_eq!(out.verdict, Ok(()));
+        assert_eq!(out.throttle, Some(read));
     }
 
     #[test]

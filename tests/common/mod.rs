@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 use guestpass::audit::{AuditEvent, AuditKind, MemoryAudit};
 use guestpass::clock::{Clock, FixedClock};
 use guestpass::directory::{
-    AddressThrottle, DirectoryStore, Invitation, InvitationRecord, MemoryStore, ObjectRef, PasscodeRecord,
-    RedemptionSession, SessionStep, UserRecord, Versioned, WriteBatch,
+    AddressThrottle, DirectoryStore, FlowRecord, Invitation, InvitationRecord, MemoryStore, ObjectRef,
+    PasscodeRecord, RedemptionSession, SessionStep, UserRecord, Versioned, WriteBatch,
 };
 use guestpass::email::EmailAddress;
 use guestpass::error::StoreError;
@@ -917,6 +917,30 @@ impl DirectoryStore for YieldingStore {
         self.0.throttle(tenant_id, address_key).await
     }
 
+    async fn flow(
+        &self,
+        tenant_id: &str,
+        handle_hash: &Digest,
+    ) -> Result<Option<Versioned<FlowRecord>>, StoreError> {
+        tokio::task::yield_now().await;
+        self.0.flow(tenant_id, handle_hash).await
+    }
+
+    async fn flow_by_id(&self, tenant_id: &str, id: Id) -> Result<Option<Versioned<FlowRecord>>, StoreError> {
+        tokio::task::yield_now().await;
+        self.0.flow_by_id(tenant_id, id).await
+    }
+
+    async fn flows_awaiting_approval(
+        &self,
+        tenant_id: &str,
+        now: time::OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<Versioned<FlowRecord>>, StoreError> {
+        tokio::task::yield_now().await;
+        self.0.flows_awaiting_approval(tenant_id, now, limit).await
+    }
+
     async fn commit(&self, batch: WriteBatch) -> Result<(), StoreError> {
         tokio::task::yield_now().await;
         self.0.commit(batch).await
@@ -929,5 +953,175 @@ impl DirectoryStore for YieldingStore {
     ) -> Result<guestpass::directory::PurgeReport, StoreError> {
         tokio::task::yield_now().await;
         self.0.purge_expired(now, limit).await
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Sign-up flows
+// ---------------------------------------------------------------------------
+
+/// The client id of the sign-up application.
+pub const APP: &str = "woodgrove-groceries";
+/// Its registered redirect URI.
+pub const APP_REDIRECT: &str = "https://woodgrove.example/signin-oidc";
+/// The user flow assigned to it.
+pub const USER_FLOW: &str = "woodgrove-signup";
+/// The prefix of the custom attributes (`extension_<appId>_`).
+pub const EXT: &str = "extension_0f8fad5bd9cb469fa16570867728950e_";
+
+/// Keys for completion tokens, the same in every run.
+pub fn token_keys() -> guestpass::flow::token::TokenKeys {
+    use guestpass::flow::token::{TokenAlgorithm, TokenKeys, TokenSigningKey};
+    TokenKeys::new(TokenSigningKey::generate("tok1", TokenAlgorithm::Es256, &SeededRandom::new(99)).unwrap())
+}
+
+/// A sign-up configuration with one application (`APP` at `APP_REDIRECT`)
+/// and one flow (`USER_FLOW`) whose remaining fields are `flow_fields`
+/// (JSON object members without the braces, such as
+/// `"attributes": [...]`).
+pub fn signup_json(flow_fields: &str) -> String {
+    format!(
+        r#"{{
+          "applications": [{{"clientId": "{APP}", "displayName": "Woodgrove Groceries",
+                             "redirectUris": ["{APP_REDIRECT}", "https://woodgrove.example/other"]}}],
+          "userFlows": [{{"id": "{USER_FLOW}", "identityProviders": ["emailOtp"],
+                          "applications": ["{APP}"], {flow_fields}}}]
+        }}"#
+    )
+}
+
+/// The parsed [`signup_json`].
+pub fn signup_config(flow_fields: &str) -> guestpass::flow::config::SignUpConfig {
+    guestpass::flow::config::SignUpConfig::from_json(&signup_json(flow_fields)).unwrap()
+}
+
+/// A harness serving `config` with token keys, sends not rate limited,
+/// adjusted further by `f`.
+pub fn signup_harness(
+    config: guestpass::flow::config::SignUpConfig,
+    f: impl FnOnce(GuestPassBuilder) -> GuestPassBuilder,
+) -> Harness {
+    Harness::with(|b| {
+        f(b.sign_up(config)
+            .token_keys(token_keys())
+            .passcode_policy(permissive_policy()))
+    })
+}
+
+/// The request of `APP` completing at `APP_REDIRECT`.
+pub fn signup_request() -> guestpass::SignUpRequest {
+    guestpass::SignUpRequest::new(APP, APP_REDIRECT)
+}
+
+impl Harness {
+    /// Starts a sign-up with `request`; tracks the handle. Returns the
+    /// handle and the first page.
+    pub async fn start_flow(&self, request: guestpass::SignUpRequest) -> (String, guestpass::FlowPage) {
+        let started = self.gp.start_sign_up(request).await.unwrap();
+        let handle = started.handle.expose().to_owned();
+        self.track_handle(&handle);
+        (handle, started.page)
+    }
+
+    /// Posts `action` on `page` of the flow `handle`.
+    pub async fn post(
+        &self,
+        handle: &str,
+        page: &guestpass::FlowPage,
+        action: guestpass::FlowAction,
+    ) -> Result<guestpass::FlowPage, Error> {
+        self.gp
+            .advance_flow(handle, page.csrf_token.expose(), action)
+            .await
+    }
+
+    /// Starts a flow for `email` and submits the address: the flow waits
+    /// for the passcode. Returns the handle and the passcode page.
+    pub async fn flow_to_passcode(
+        &self,
+        request: guestpass::SignUpRequest,
+        email: &str,
+    ) -> (String, guestpass::FlowPage) {
+        self.track_address(email);
+        let (handle, page) = self.start_flow(request).await;
+        let page = self
+            .post(
+                &handle,
+                &page,
+                guestpass::FlowAction::ChooseProvider("emailOtp".into()),
+            )
+            .await
+            .unwrap();
+        let page = self
+            .post(
+                &handle,
+                &page,
+                guestpass::FlowAction::SubmitEmail(email.to_owned()),
+            )
+            .await
+            .unwrap();
+        assert!(
+            matches!(page.step, guestpass::FlowStep::EnterPasscode { .. }),
+            "{:?}",
+            page.step
+        );
+        (handle, page)
+    }
+
+    /// As [`Harness::flow_to_passcode`], then enters the mailed code.
+    /// Returns the handle and the page after the code.
+    pub async fn flow_past_passcode(
+        &self,
+        request: guestpass::SignUpRequest,
+        email: &str,
+    ) -> (String, guestpass::FlowPage) {
+        let (handle, page) = self.flow_to_passcode(request, email).await;
+        let code = self.code_for(email);
+        let page = self
+            .post(&handle, &page, guestpass::FlowAction::SubmitPasscode(code.into()))
+            .await
+            .unwrap();
+        (handle, page)
+    }
+
+    /// The flow record behind a handle, in the harness tenant.
+    pub async fn flow(&self, handle: &str) -> Option<Versioned<FlowRecord>> {
+        self.store
+            .flow(TENANT, &Digest::sha256(handle.as_bytes()))
+            .await
+            .unwrap()
+    }
+
+    /// The flow records of every tracked handle.
+    pub async fn flows(&self) -> Vec<Option<Versioned<FlowRecord>>> {
+        let handles = self.tracked().handles.clone();
+        let mut out = Vec::with_capacity(handles.len());
+        for h in handles {
+            out.push(self.flow(&h).await);
+        }
+        out
+    }
+
+    /// Runs `fut`, asserting that [`Harness::snapshot`] and every tracked
+    /// flow record (with its version) are exactly as before.
+    pub async fn flows_unchanged<T>(&self, what: &str, fut: impl Future<Output = T>) -> T {
+        let flows = self.flows().await;
+        let out = self.unchanged(what, fut).await;
+        assert_eq!(flows, self.flows().await, "{what}: a flow record changed");
+        out
+    }
+
+    /// Expects `fut` to fail with `want` without changing the store, the
+    /// outbox, the audit log or any tracked flow.
+    pub async fn flow_fails_unchanged<T: std::fmt::Debug>(
+        &self,
+        what: &str,
+        fut: impl Future<Output = Result<T, Error>>,
+        want: Error,
+    ) {
+        match self.flows_unchanged(what, fut).await {
+            Ok(v) => panic!("{what}: expected {want:?}, got {v:?}"),
+            Err(e) => assert_eq!(e, want, "{what}"),
+        }
     }
 }

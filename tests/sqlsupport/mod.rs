@@ -670,6 +670,155 @@ pub async fn purge_takes_oldest_first(store: Arc<dyn DirectoryStore>) {
     assert_eq!((t.version, t.value.consecutive_failures), (1, 2));
 }
 
+/// A commit of a flow with a user (the flow's insert, the user's with its
+/// mail, the user's identity) that fails after any of its statements
+/// leaves neither; so does a flow update failing after its statement. Then
+/// both commit. `fail_at` drives the store's hook (see [`failing_hook`]).
+pub async fn injected_failures_roll_back_flows(store: Arc<dyn DirectoryStore>, fail_at: Arc<AtomicUsize>) {
+    use guestpass::directory::conformance;
+    use guestpass::flow::machine::FlowState;
+    let flow = conformance::flow(TENANT, 1, FlowState::ChooseProvider);
+    let mut user = conformance::user(TENANT, 1, "judy");
+    user.user.identities.push(guestpass::directory::ObjectIdentity {
+        sign_in_type: guestpass::directory::SignInType::Federated,
+        issuer: EMAIL_OTP_ISSUER.into(),
+        issuer_assigned_id: key_of("judy@fabrikam.example"),
+    });
+    let batch = || {
+        WriteBatch::new()
+            .with(Write::Flow {
+                record: flow.clone(),
+                expect: Expect::Absent,
+            })
+            .with(Write::User {
+                record: user.clone(),
+                expect: Expect::Absent,
+            })
+    };
+    let injected = |r: Result<(), StoreError>, n: usize| match r {
+        Err(StoreError::Backend { message }) => {
+            assert!(message.contains("fault-injection"), "{message}");
+            assert!(message.contains(&format!("statement {n}")), "{message}");
+        }
+        other => panic!("statement {n}: expected an injected failure, got {other:?}"),
+    };
+    for n in 1..=3 {
+        fail_at.store(n, Ordering::SeqCst);
+        injected(store.commit(batch()).await, n);
+        assert!(
+            store.flow(TENANT, &flow.handle_hash).await.unwrap().is_none(),
+            "flow after {n}"
+        );
+        assert!(store.flow_by_id(TENANT, flow.id).await.unwrap().is_none());
+        assert!(
+            store.user(TENANT, user.user.id).await.unwrap().is_none(),
+            "user after {n}"
+        );
+        assert!(
+            store
+                .user_by_identity(TENANT, EMAIL_OTP_ISSUER, &key_of("judy@fabrikam.example"))
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+    fail_at.store(0, Ordering::SeqCst);
+    store.commit(batch()).await.unwrap();
+
+    let mut next = flow.clone();
+    next.state = conformance::awaiting_approval("judy");
+    fail_at.store(1, Ordering::SeqCst);
+    injected(
+        store
+            .commit(WriteBatch::new().with(Write::Flow {
+                record: next.clone(),
+                expect: Expect::Version(1),
+            }))
+            .await,
+        1,
+    );
+    let got = store.flow(TENANT, &flow.handle_hash).await.unwrap().unwrap();
+    assert_eq!(
+        (got.value, got.version),
+        (flow.clone(), 1),
+        "a failed update left a trace"
+    );
+    assert!(
+        store
+            .flows_awaiting_approval(TENANT, T0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    fail_at.store(0, Ordering::SeqCst);
+    store
+        .commit(WriteBatch::new().with(Write::Flow {
+            record: next.clone(),
+            expect: Expect::Version(1),
+        }))
+        .await
+        .unwrap();
+    let queued = store.flows_awaiting_approval(TENANT, T0, 10).await.unwrap();
+    assert_eq!(queued.len(), 1);
+    assert_eq!((&queued[0].value, queued[0].version), (&next, 2));
+}
+
+/// A directory holding copies of the `dialect` migrations (`sqlite` or
+/// `postgres`) up to `version`: what an older guestpass shipped.
+pub fn migrations_up_to(dialect: &str, version: i64) -> TempDir {
+    let dir = TempDir::new("migrations");
+    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("migrations")
+        .join(dialect);
+    for entry in std::fs::read_dir(&source).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        let v: i64 = name.split('_').next().unwrap().parse().unwrap();
+        if v <= version {
+            std::fs::copy(&path, dir.file(&name)).unwrap();
+        }
+    }
+    dir
+}
+
+/// The passcode counters an older schema's database holds before the
+/// upgrade, as stored JSON.
+pub fn old_throttle() -> guestpass::directory::AddressThrottle {
+    guestpass::directory::AddressThrottle {
+        address_key: "old@fabrikam.example".into(),
+        consecutive_failures: 4,
+        recent_sends: vec![T0],
+    }
+}
+
+/// After an upgrade: what the old schema held reads back, and flows work
+/// (round trip, conditional writes, the approval queue, purge).
+pub async fn upgraded_store_works(store: Arc<dyn DirectoryStore>) {
+    use guestpass::directory::conformance;
+    let t = store
+        .throttle(TENANT, "old@fabrikam.example")
+        .await
+        .unwrap()
+        .expect("the old record survives the upgrade");
+    assert_eq!((t.value, t.version), (old_throttle(), 1));
+    conformance::flows_round_trip(store.clone()).await;
+    let f = conformance::flow(TENANT, 2, conformance::awaiting_approval("kim"));
+    store
+        .commit(WriteBatch::new().with(Write::Flow {
+            record: f.clone(),
+            expect: Expect::Absent,
+        }))
+        .await
+        .unwrap();
+    let queued = store.flows_awaiting_approval(TENANT, T0, 10).await.unwrap();
+    assert_eq!(queued.iter().map(|q| q.value.id).collect::<Vec<_>>(), [f.id]);
+    let purged = store
+        .purge_expired(T0 + time::Duration::days(30), 10)
+        .await
+        .unwrap();
+    assert_eq!(purged.flows, 2);
+}
+
 /// Everything a redemption wrote reads back the same from a store opened
 /// anew on the database, which then finishes the redemption.
 pub async fn records_persist_across_reopen<F, Fut>(store: Arc<dyn DirectoryStore>, reopen: F)
@@ -718,6 +867,14 @@ macro_rules! shared_store_tests {
             let hook = sqlsupport::failing_hook(fail_at.clone());
             let (_guard, store) = $fresh(Some(hook)).await;
             sqlsupport::injected_failures_roll_back(store, fail_at).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn injected_failures_roll_back_flows() {
+            let fail_at = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let hook = sqlsupport::failing_hook(fail_at.clone());
+            let (_guard, store) = $fresh(Some(hook)).await;
+            sqlsupport::injected_failures_roll_back_flows(store, fail_at).await;
         }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

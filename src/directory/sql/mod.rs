@@ -16,7 +16,9 @@
 //! created_at)`, `user_identities (tenant_id, issuer, issuer_assigned_id)
 //! PRIMARY KEY → user_id`, `invitations (id, tenant_id, ticket_expires_at)`,
 //! `sessions (handle_hash, tenant_id, expires_at)`, `passcodes (id,
-//! expires_at)`, `throttles (tenant_id, address_key)`. Timestamps are unix
+//! expires_at)`, `throttles (tenant_id, address_key)`, `flows (id,
+//! tenant_id, handle_hash UNIQUE, awaiting_approval, created_at,
+//! expires_at)` (migration 0003). Timestamps are unix
 //! microseconds; expiries are rounded up and "now" down, so a record is never
 //! purged before it has expired (at most a microsecond after).
 //! `ticket_expires_at` is set while an invitation holds a ticket binding, so
@@ -33,7 +35,11 @@
 //!    is `INSERT ... ON CONFLICT (key) DO NOTHING`, an update is
 //!    `UPDATE ... SET ..., version = version + 1 WHERE key AND tenant_id = $t
 //!    AND version = $n`; zero rows affected is [`StoreError::Conflict`] (also
-//!    when the row exists under another tenant). A user is written with
+//!    when the row exists under another tenant). A flow's update also
+//!    names its handle hash (`AND handle_hash = $h`), so an update that
+//!    would change it is a conflict; an insert whose handle hash another
+//!    flow holds is a unique violation, [`StoreError::Duplicate`] (`flow
+//!    handle`). A user is written with
 //!    `mail_key` NULL and its identity rows deleted, which releases every
 //!    address and identity the batch's users held.
 //! 2. Then every user of the batch claims its new mail key and inserts its
@@ -47,7 +53,8 @@
 //!
 //! PostgreSQL runs the whole plan in one round trip: the statements are
 //! sent as one JSON batch to the function `guestpass.commit_batch`
-//! (migration 0002), which runs the same statements in order inside the
+//! (migration 0002; migration 0003 replaces it to add the flow
+//! statements), which runs the same statements in order inside the
 //! calling statement's transaction and raises SQLSTATE `GP001` for a failed
 //! precondition, naming the failing statement by index in every error's
 //! detail. While a fault-injection hook is installed the plan runs
@@ -75,10 +82,21 @@
 //!
 //! [`purge_expired`](crate::directory::DirectoryStore::purge_expired) runs
 //! its statements each on its own (what was purged before a failure stays
-//! purged): one bounded `DELETE` for sessions and one for passcodes (oldest
-//! expiry first), then, for the oldest expired ticket bindings, the same
-//! conditional `UPDATE` a commit uses, so an invitation changed meanwhile
-//! keeps its change.
+//! purged): one bounded `DELETE` each for sessions, passcodes and flows
+//! (oldest expiry first; the `DELETE` repeats the expiry condition, so a
+//! flow whose expiry a concurrent commit extended stays), then, for the
+//! oldest expired ticket bindings, the same conditional `UPDATE` a commit
+//! uses, so an invitation changed meanwhile keeps its change.
+//!
+//! # Flows awaiting approval
+//!
+//! [`flows_awaiting_approval`](crate::directory::DirectoryStore::flows_awaiting_approval)
+//! reads the tenant's rows with `awaiting_approval` set (a column kept from
+//! [`FlowRecord::awaiting_approval`] by every write) and an expiry after
+//! "now" (rounded down, so the rows are a superset of the live ones), by
+//! `(created_at, id)` through the index `flows_tenant_awaiting`; the decoded
+//! records are then filtered against `now` and ordered exactly, as the
+//! memory store does.
 //!
 //! # Errors
 //!
@@ -98,7 +116,7 @@ use sqlx::{Database, Encode, Type};
 use time::OffsetDateTime;
 
 use crate::directory::model::{
-    AddressThrottle, InvitationRecord, PasscodeRecord, RedemptionSession, UserRecord,
+    AddressThrottle, FlowRecord, InvitationRecord, PasscodeRecord, RedemptionSession, UserRecord,
 };
 use crate::directory::store::{Expect, PurgeReport, RedemptionRecords, Versioned, Write, WriteBatch};
 use crate::error::StoreError;
@@ -129,6 +147,7 @@ pub(crate) enum Arg {
     OptText(Option<String>),
     Int(i64),
     OptInt(Option<i64>),
+    Bool(bool),
     Json(Box<RawValue>),
 }
 
@@ -193,6 +212,7 @@ where
     Option<&'q str>: Encode<'q, DB> + Type<DB>,
     i64: Encode<'q, DB> + Type<DB>,
     Option<i64>: Encode<'q, DB> + Type<DB>,
+    bool: Encode<'q, DB> + Type<DB>,
     Json<&'q RawValue>: Encode<'q, DB> + Type<DB>,
 {
     for a in args {
@@ -201,6 +221,7 @@ where
             Arg::OptText(s) => q.bind(s.as_deref()),
             Arg::Int(i) => q.bind(*i),
             Arg::OptInt(i) => q.bind(*i),
+            Arg::Bool(b) => q.bind(*b),
             Arg::Json(v) => q.bind(Json(v.as_ref())),
         };
     }
@@ -398,6 +419,31 @@ macro_rules! sql_store {
                 self.core.throttle(tenant_id, address_key).await
             }
 
+            async fn flow(
+                &self,
+                tenant_id: &str,
+                handle_hash: &$crate::secret::Digest,
+            ) -> Result<Option<$crate::directory::Versioned<$crate::directory::FlowRecord>>, StoreError> {
+                self.core.flow(tenant_id, handle_hash).await
+            }
+
+            async fn flow_by_id(
+                &self,
+                tenant_id: &str,
+                id: $crate::id::Id,
+            ) -> Result<Option<$crate::directory::Versioned<$crate::directory::FlowRecord>>, StoreError> {
+                self.core.flow_by_id(tenant_id, id).await
+            }
+
+            async fn flows_awaiting_approval(
+                &self,
+                tenant_id: &str,
+                now: time::OffsetDateTime,
+                limit: u32,
+            ) -> Result<Vec<$crate::directory::Versioned<$crate::directory::FlowRecord>>, StoreError> {
+                self.core.flows_awaiting_approval(tenant_id, now, limit).await
+            }
+
             async fn redemption_by_invitation(
                 &self,
                 tenant_id: &str,
@@ -442,9 +488,9 @@ impl Stored {
 // expected version last.
 
 /// A write statement of a commit. `op` names it in the batch the
-/// PostgreSQL function `guestpass.commit_batch` runs (migration 0002 holds
-/// the same statement under that name, with parameter `$n` read from the
-/// batch entry's argument `n - 1`).
+/// PostgreSQL function `guestpass.commit_batch` runs (its latest version,
+/// in migration 0003, holds the same statement under that name, with
+/// parameter `$n` read from the batch entry's argument `n - 1`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Statement {
     op: &'static str,
@@ -527,6 +573,22 @@ const THROTTLE_UPDATE: Statement = Statement {
      WHERE tenant_id = $1 AND address_key = $2 AND version = $4",
 };
 
+/// `$1` id, `$2` tenant, `$3` handle hash, `$4` awaiting approval, `$5`
+/// created, `$6` expiry, `$7` the record. A handle hash another flow holds
+/// is a unique violation (`flows_handle_hash`).
+const FLOW_INSERT: Statement = Statement {
+    op: "flow_insert",
+    sql: "INSERT INTO flows (id, tenant_id, handle_hash, awaiting_approval, created_at, expires_at, data, version) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, 1) ON CONFLICT (id) DO NOTHING",
+};
+/// The handle hash is a condition, never set: an update that would change
+/// it (or the tenant) matches no row.
+const FLOW_UPDATE: Statement = Statement {
+    op: "flow_update",
+    sql: "UPDATE flows SET awaiting_approval = $4, created_at = $5, expires_at = $6, data = $7, \
+     version = version + 1 WHERE id = $1 AND tenant_id = $2 AND handle_hash = $3 AND version = $8",
+};
+
 const SELECT_USER: &str = "SELECT version, data FROM users WHERE id = $1 AND tenant_id = $2";
 const SELECT_USER_BY_MAIL: &str = "SELECT version, data FROM users WHERE tenant_id = $1 AND mail_key = $2";
 const SELECT_USER_BY_IDENTITY: &str = "SELECT u.version, u.data FROM user_identities i \
@@ -537,6 +599,12 @@ const SELECT_INVITATION: &str = "SELECT version, data FROM invitations WHERE id 
 const SELECT_SESSION: &str = "SELECT version, data FROM sessions WHERE handle_hash = $1";
 const SELECT_PASSCODE: &str = "SELECT version, data FROM passcodes WHERE id = $1";
 const SELECT_THROTTLE: &str = "SELECT version, data FROM throttles WHERE tenant_id = $1 AND address_key = $2";
+const SELECT_FLOW: &str = "SELECT version, data FROM flows WHERE handle_hash = $1 AND tenant_id = $2";
+const SELECT_FLOW_BY_ID: &str = "SELECT version, data FROM flows WHERE id = $1 AND tenant_id = $2";
+/// `$1` tenant, `$2` now (rounded down), `$3` limit.
+const SELECT_FLOWS_AWAITING: &str = "SELECT version, data FROM flows \
+     WHERE tenant_id = $1 AND awaiting_approval = TRUE AND expires_at > $2 \
+     ORDER BY created_at, id LIMIT $3";
 
 /// An invitation, its user (when the invitation is the tenant's) and the
 /// user's passcode counters. `$1` tenant, `$2` invitation id. The JSON
@@ -565,6 +633,8 @@ const PURGE_SESSIONS: &str = "DELETE FROM sessions WHERE expires_at <= $1 AND ha
      (SELECT handle_hash FROM sessions WHERE expires_at <= $1 ORDER BY expires_at, handle_hash LIMIT $2)";
 const PURGE_PASSCODES: &str = "DELETE FROM passcodes WHERE expires_at <= $1 AND id IN \
      (SELECT id FROM passcodes WHERE expires_at <= $1 ORDER BY expires_at, id LIMIT $2)";
+const PURGE_FLOWS: &str = "DELETE FROM flows WHERE expires_at <= $1 AND id IN \
+     (SELECT id FROM flows WHERE expires_at <= $1 ORDER BY expires_at, id LIMIT $2)";
 const SELECT_EXPIRED_TICKETS: &str = "SELECT version, data FROM invitations WHERE ticket_expires_at <= $1 \
      ORDER BY ticket_expires_at, id LIMIT $2";
 
@@ -789,6 +859,8 @@ fn plan(batch: WriteBatch) -> Result<Vec<Stmt>, StoreError> {
         let mut release = None;
         // A user that claims its mail key in its own statement.
         let mut claims_mail = None;
+        // The unique key another write's statement may violate.
+        let mut unique = None;
         let (statements, args) = match w {
             Write::User { record: u, .. } => {
                 let id = u.user.id.to_string();
@@ -855,9 +927,25 @@ fn plan(batch: WriteBatch) -> Result<Vec<Stmt>, StoreError> {
                     Json(to_json(record, &key, &t)?),
                 ],
             ),
+            Write::Flow { record: f, .. } => {
+                let handle = f.handle_hash.to_hex();
+                unique = Some(("flow handle", handle.clone()));
+                (
+                    (FLOW_INSERT, FLOW_UPDATE),
+                    vec![
+                        Text(f.id.to_string()),
+                        Text(f.tenant_id.clone()),
+                        Text(handle),
+                        Arg::Bool(f.awaiting_approval()),
+                        Int(micros_floor(f.created_at)),
+                        Int(micros_ceil(f.expires_at)),
+                        Json(to_json(record, &key, &f)?),
+                    ],
+                )
+            }
         };
         let mut statement = conditional(expect, statements, args, record, key)?;
-        statement.unique = claims_mail.map(|k| ("user mail", k));
+        statement.unique = claims_mail.map(|k| ("user mail", k)).or(unique);
         preconditions.push(statement);
         preconditions.extend(release);
     }
@@ -930,6 +1018,7 @@ impl Serialize for Arg {
             Arg::OptText(t) => t.serialize(s),
             Arg::Int(i) => s.serialize_i64(*i),
             Arg::OptInt(i) => i.serialize(s),
+            Arg::Bool(b) => s.serialize_bool(*b),
             Arg::Json(v) => v.serialize(s),
         }
     }
@@ -1114,6 +1203,62 @@ impl SqlCore {
         self.one("throttle", &key, SELECT_THROTTLE, args).await
     }
 
+    pub(crate) async fn flow(
+        &self,
+        tenant_id: &str,
+        handle_hash: &Digest,
+    ) -> Result<Option<Versioned<FlowRecord>>, StoreError> {
+        let key = handle_hash.to_hex();
+        let args = vec![Arg::Text(key.clone()), Arg::Text(tenant_id.to_owned())];
+        self.one("flow", &key, SELECT_FLOW, args).await
+    }
+
+    pub(crate) async fn flow_by_id(
+        &self,
+        tenant_id: &str,
+        id: Id,
+    ) -> Result<Option<Versioned<FlowRecord>>, StoreError> {
+        let key = id.to_string();
+        let args = vec![Arg::Text(key.clone()), Arg::Text(tenant_id.to_owned())];
+        self.one("flow", &key, SELECT_FLOW_BY_ID, args).await
+    }
+
+    pub(crate) async fn flows_awaiting_approval(
+        &self,
+        tenant_id: &str,
+        now: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<Versioned<FlowRecord>>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let args = [
+            Arg::Text(tenant_id.to_owned()),
+            Arg::Int(micros_floor(now)),
+            Arg::Int(i64::from(limit)),
+        ];
+        let rows = self
+            .backend
+            .fetch(SELECT_FLOWS_AWAITING, &args)
+            .await
+            .map_err(|e| {
+                backend_error(
+                    &format!("cannot list the flows awaiting approval in `{tenant_id}`"),
+                    &e,
+                )
+            })?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let f = decode::<FlowRecord>("flow", &format!("awaiting approval in {tenant_id}"), row)?;
+            // The columns round to microseconds; the records are exact.
+            if f.value.awaiting_approval() && f.value.expires_at > now {
+                out.push(f);
+            }
+        }
+        out.sort_by_key(|f| (f.value.created_at, f.value.id));
+        Ok(out)
+    }
+
     /// Runs a joined read and decodes its one row (or none) into pairs.
     async fn joined(
         &self,
@@ -1231,6 +1376,10 @@ impl SqlCore {
             .execute(PURGE_PASSCODES, &bounds)
             .await
             .map_err(|e| backend_error("cannot purge expired passcodes", &e))?;
+        let flows = db
+            .execute(PURGE_FLOWS, &bounds)
+            .await
+            .map_err(|e| backend_error("cannot purge expired flows", &e))?;
         let expired = db
             .fetch(SELECT_EXPIRED_TICKETS, &bounds)
             .await
@@ -1262,6 +1411,7 @@ impl SqlCore {
             sessions,
             passcodes,
             tickets,
+            flows,
         })
     }
 }
@@ -1305,6 +1455,7 @@ mod tests {
                 account_enabled: true,
                 sponsors: Vec::new(),
                 created_date_time: datetime!(2026-11-01 12:00 UTC),
+                attributes: Default::default(),
             },
             tenant_id: "t1".into(),
             active_invitation: None,
@@ -1361,6 +1512,118 @@ mod tests {
                 (IDENTITY_INSERT, Some("identity"))
             ]
         );
+    }
+
+    /// Every write statement, for the checks below.
+    const STATEMENTS: [Statement; 17] = [
+        USER_INSERT,
+        USER_UPDATE,
+        USER_INSERT_MAIL,
+        USER_UPDATE_MAIL,
+        USER_RELEASE_IDENTITIES,
+        USER_CLAIM_MAIL,
+        IDENTITY_INSERT,
+        INVITATION_INSERT,
+        INVITATION_UPDATE,
+        SESSION_INSERT,
+        SESSION_UPDATE,
+        PASSCODE_INSERT,
+        PASSCODE_UPDATE,
+        THROTTLE_INSERT,
+        THROTTLE_UPDATE,
+        FLOW_INSERT,
+        FLOW_UPDATE,
+    ];
+
+    #[test]
+    fn the_latest_commit_batch_knows_every_statement() {
+        // The newest migration that (re)defines the function.
+        let function = include_str!("../../../migrations/postgres/0003_flows.sql");
+        assert!(function.contains("CREATE OR REPLACE FUNCTION guestpass.commit_batch"));
+        for s in STATEMENTS {
+            assert!(
+                function.contains(&format!("WHEN '{}' THEN", s.op)),
+                "commit_batch lacks `{}`",
+                s.op
+            );
+        }
+    }
+
+    fn flow(awaiting: bool) -> FlowRecord {
+        use crate::flow::machine::{FlowIdentity, FlowState};
+        let state = if awaiting {
+            FlowState::AwaitingApproval {
+                identity: FlowIdentity {
+                    issuer: "mail".into(),
+                    subject: "a@fabrikam.example".into(),
+                    email: crate::email::EmailAddress::parse("a@fabrikam.example").unwrap(),
+                },
+                attributes: Default::default(),
+                message: None,
+            }
+        } else {
+            FlowState::ChooseProvider
+        };
+        FlowRecord {
+            id: Id::from_bytes([7; 16]),
+            handle_hash: Digest::sha256(b"h"),
+            tenant_id: "t1".into(),
+            user_flow_id: "f".into(),
+            client_id: "c".into(),
+            redirect_uri: "https://app.example/".into(),
+            nonce: None,
+            app_state: None,
+            ui_locales: None,
+            state,
+            created_at: datetime!(2026-11-01 12:00 UTC),
+            expires_at: datetime!(2026-11-01 12:00:00.000_000_5 UTC),
+        }
+    }
+
+    #[test]
+    fn a_flow_is_one_conditional_statement_guarded_by_its_handle() {
+        let plan = plan(
+            WriteBatch::new()
+                .with(Write::Flow {
+                    record: flow(true),
+                    expect: Expect::Version(4),
+                })
+                .with(Write::User {
+                    record: user(1, "a"),
+                    expect: Expect::Absent,
+                }),
+        )
+        .unwrap();
+        let steps: Vec<(Statement, bool, Option<&str>)> = plan
+            .iter()
+            .map(|s| (s.statement, s.must_affect, s.unique.as_ref().map(|u| u.0)))
+            .collect();
+        assert_eq!(
+            steps,
+            [
+                (FLOW_UPDATE, true, Some("flow handle")),
+                (USER_INSERT_MAIL, true, Some("user mail")),
+                (IDENTITY_INSERT, false, Some("identity"))
+            ]
+        );
+        let args: Vec<String> = plan[0].args.iter().map(|a| format!("{a:?}")).collect();
+        let hash = Digest::sha256(b"h").to_hex();
+        assert_eq!(args.get(2), Some(&format!("Text({hash:?})")));
+        assert_eq!(args.get(3).map(String::as_str), Some("Bool(true)"));
+        // The expiry rounds up, the creation time down; the version is last.
+        let created = datetime!(2026-11-01 12:00 UTC).unix_timestamp() * 1_000_000;
+        assert_eq!(args.get(4), Some(&format!("Int({created})")));
+        assert_eq!(args.get(5), Some(&format!("Int({})", created + 1)));
+        assert_eq!(args.get(7).map(String::as_str), Some("Int(4)"));
+
+        let insert = super::plan(WriteBatch::new().with(Write::Flow {
+            record: flow(false),
+            expect: Expect::Absent,
+        }))
+        .unwrap();
+        assert_eq!(insert.len(), 1);
+        assert_eq!(insert[0].statement, FLOW_INSERT);
+        assert_eq!(format!("{:?}", insert[0].args[3]), "Bool(false)");
     }
 
     #[test]

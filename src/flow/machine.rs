@@ -1,0 +1,1015 @@
+//! The sign-up state machine: a pure transition function over
+//! ([`FlowState`], [`FlowInput`]) that returns the next state and the
+//! [`Effect`]s the service must perform.
+//!
+//! ```text
+//! ChooseProvider ──choose──► EnterEmail ──email──► AwaitingPasscode ──code──► Authenticated
+//!                                                    ▲   │ resend                 │ account looked up
+//!                                                    └───┘                        ▼
+//!        existing account ◄──────────────────────────────────────────────── (signed in: Completed)
+//!        new person: PostFederationSignup ──connector──► CollectAttributes ──submit──►
+//!        PostAttributeCollection ──connector──► [Reviewing ──► AwaitingApproval ──admin──► Approved ──resume──►]
+//!        Completed (user created, token issued)
+//! ```
+//!
+//! `Authenticated`, `PostFederationSignup`, `PostAttributeCollection` and
+//! `Reviewing` are *transient*: they wait for the answer of an effect the
+//! service performs within the same request (a directory lookup, a
+//! connector call, the approver), and are never stored
+//! ([`FlowState::is_durable`]). `Completed`, `Blocked` and `Denied` are
+//! final: no input advances them.
+//!
+//! Inputs that come from the person ([`FlowInput::ChooseProvider`],
+//! [`FlowInput::SubmitEmail`], ...) and inputs that only the service
+//! produces from the results of effects ([`FlowInput::AccountLookedUp`],
+//! [`FlowInput::ConnectorAnswered`], ...) share one enum, but each state
+//! accepts only its own: anything else is [`FlowError::WrongStep`], so a
+//! later step's input cannot skip an earlier step.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use crate::directory::{
+    AddressThrottle, CreationType, EMAIL_OTP_ISSUER, ExternalUserState, FlowRecord, ObjectIdentity,
+    PasscodeRecord, SignInType, User, UserRecord, UserType, guest_upn,
+};
+use crate::email::EmailAddress;
+use crate::error::{Denied, Error, PasscodeError};
+use crate::flow::attributes::{AttributeValues, BuiltInAttribute, DataType};
+use crate::flow::config::{IdentityProviderKind, TextKey, UserFlow};
+use crate::flow::connector::{
+    ConnectorIdentity, ConnectorInput, ConnectorOutcome, ConnectorStep, MalformedReason,
+};
+use crate::id::Id;
+use crate::idp::{PasscodePolicy, email_otp};
+use crate::keys::KeyRing;
+use crate::policy::DomainRestriction;
+use crate::random::SecureRandom;
+use crate::secret::SecretString;
+
+/// The identity a person proved, as it is recorded on their user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FlowIdentity {
+    /// The issuer (`mail` for email one-time passcodes).
+    pub issuer: String,
+    /// The subject at the issuer (for `mail`: the address's comparison key).
+    pub subject: String,
+    /// The proven address, as the person entered it.
+    pub email: EmailAddress,
+}
+
+impl FlowIdentity {
+    /// The identity as a directory `objectIdentity`.
+    pub fn object_identity(&self) -> ObjectIdentity {
+        ObjectIdentity {
+            sign_in_type: SignInType::Federated,
+            issuer: self.issuer.clone(),
+            issuer_assigned_id: self.subject.clone(),
+        }
+    }
+
+    /// How the person authenticated, for the token's `amr`.
+    pub fn amr(&self) -> Vec<String> {
+        if self.issuer == EMAIL_OTP_ISSUER {
+            vec!["otp".to_owned()]
+        } else {
+            vec!["fed".to_owned()]
+        }
+    }
+}
+
+/// Where a flow is. Serialized (tagged by `step`) inside the stored
+/// [`FlowRecord`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "step", rename_all = "camelCase")]
+#[non_exhaustive]
+pub enum FlowState {
+    /// Choose one of the flow's identity providers.
+    ChooseProvider,
+    /// Enter the address a passcode goes to.
+    EnterEmail,
+    /// A passcode went to `email`; waiting for it.
+    #[serde(rename_all = "camelCase")]
+    AwaitingPasscode {
+        /// The address as the person entered it (what the page shows).
+        email: EmailAddress,
+        /// The code at rest (keyed hash, attempts), bound to this flow.
+        passcode: PasscodeRecord,
+        /// Whether the mail transport accepted the code.
+        delivered: bool,
+    },
+    /// Authenticated; waiting to learn whether the identity has an account
+    /// (transient).
+    Authenticated {
+        /// The proven identity.
+        identity: FlowIdentity,
+    },
+    /// Waiting for the `postFederationSignup` connector (transient).
+    PostFederationSignup {
+        /// The proven identity.
+        identity: FlowIdentity,
+    },
+    /// Collect the flow's attributes.
+    CollectAttributes {
+        /// The proven identity.
+        identity: FlowIdentity,
+        /// Values to pre-fill, by attribute name, as form values.
+        #[serde(default)]
+        prefill: BTreeMap<String, Vec<String>>,
+        /// A message to show above the form (a connector's validation error).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+    },
+    /// Waiting for the `postAttributeCollection` connector (transient).
+    PostAttributeCollection {
+        /// The proven identity.
+        identity: FlowIdentity,
+        /// The collected values, as JSON claims.
+        attributes: BTreeMap<String, Value>,
+    },
+    /// Waiting for the approver's first word (transient).
+    Reviewing {
+        /// The proven identity.
+        identity: FlowIdentity,
+        /// The collected values, as JSON claims.
+        attributes: BTreeMap<String, Value>,
+    },
+    /// Waiting for an administrator; resumable with the same flow.
+    AwaitingApproval {
+        /// The proven identity.
+        identity: FlowIdentity,
+        /// The collected values, as JSON claims.
+        attributes: BTreeMap<String, Value>,
+        /// A message for the person (the approver's), if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+    },
+    /// Approved; the person's next visit creates the account.
+    Approved {
+        /// The proven identity.
+        identity: FlowIdentity,
+        /// The collected values, as JSON claims.
+        attributes: BTreeMap<String, Value>,
+    },
+    /// Done: the user was created or signed in, and a token issued.
+    #[serde(rename_all = "camelCase")]
+    Completed {
+        /// The user.
+        user_id: Id,
+        /// Whether an existing user signed in (nothing was created).
+        signed_in: bool,
+    },
+    /// Ended on a block page.
+    Blocked {
+        /// What the person is shown.
+        message: String,
+    },
+    /// An administrator (or the approver) declined the sign-up.
+    Denied {
+        /// What the person is shown.
+        message: String,
+    },
+}
+
+impl FlowState {
+    /// A short name for messages and logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            FlowState::ChooseProvider => "chooseProvider",
+            FlowState::EnterEmail => "enterEmail",
+            FlowState::AwaitingPasscode { .. } => "passcode",
+            FlowState::Authenticated { .. } => "authenticated",
+            FlowState::PostFederationSignup { .. } => "postFederationSignup",
+            FlowState::CollectAttributes { .. } => "attributes",
+            FlowState::PostAttributeCollection { .. } => "postAttributeCollection",
+            FlowState::Reviewing { .. } => "reviewing",
+            FlowState::AwaitingApproval { .. } => "awaitingApproval",
+            FlowState::Approved { .. } => "approved",
+            FlowState::Completed { .. } => "completed",
+            FlowState::Blocked { .. } => "blocked",
+            FlowState::Denied { .. } => "denied",
+        }
+    }
+
+    /// Whether the state may be stored: it waits for the person or an
+    /// administrator, or is final.
+    pub fn is_durable(&self) -> bool {
+        !matches!(
+            self,
+            FlowState::Authenticated { .. }
+                | FlowState::PostFederationSignup { .. }
+                | FlowState::PostAttributeCollection { .. }
+                | FlowState::Reviewing { .. }
+        )
+    }
+
+    /// Whether the flow has ended: no input advances it.
+    pub fn is_final(&self) -> bool {
+        matches!(
+            self,
+            FlowState::Completed { .. } | FlowState::Blocked { .. } | FlowState::Denied { .. }
+        )
+    }
+}
+
+/// What an existing account looks like to the flow, after the identity was
+/// proven.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExistingAccount {
+    /// The user.
+    pub user_id: Id,
+    /// Member or guest.
+    pub user_type: UserType,
+    /// Whether it may sign in.
+    pub enabled: bool,
+    /// The user's stored mail: the spelling the completion token carries.
+    pub mail: Option<EmailAddress>,
+}
+
+/// The approver's verdict on a sign-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApprovalVerdict {
+    /// Create the account now.
+    Approve,
+    /// Decline, with a message for the person (the flow's text when `None`).
+    Deny {
+        /// The message.
+        message: Option<String>,
+    },
+    /// Hold the sign-up for an administrator, with a message for the person
+    /// (the flow's text when `None`).
+    Hold {
+        /// The message.
+        message: Option<String>,
+    },
+}
+
+/// An input to the state machine.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum FlowInput {
+    /// The person picked an identity provider.
+    ChooseProvider {
+        /// The provider.
+        provider: IdentityProviderKind,
+    },
+    /// The person entered the address for a passcode.
+    SubmitEmail {
+        /// The address as typed.
+        email: String,
+        /// The stored spelling of this address, when a user has it: the
+        /// code goes there, the page shows what was typed.
+        stored_spelling: Option<EmailAddress>,
+        /// The address's passcode counters.
+        throttle: Option<AddressThrottle>,
+    },
+    /// The person asked for another passcode.
+    ResendPasscode {
+        /// The stored spelling of the address, when a user has it.
+        stored_spelling: Option<EmailAddress>,
+        /// The address's passcode counters.
+        throttle: Option<AddressThrottle>,
+    },
+    /// The person typed a passcode.
+    SubmitPasscode {
+        /// The digits.
+        code: SecretString,
+        /// The address's passcode counters.
+        throttle: Option<AddressThrottle>,
+    },
+    /// The service looked up the proven identity (service only).
+    AccountLookedUp {
+        /// The user holding the identity, if any.
+        by_identity: Option<ExistingAccount>,
+        /// Whether another user has the proven address as mail.
+        mail_taken: bool,
+    },
+    /// A connector answered (service only).
+    ConnectorAnswered {
+        /// The step it ran at.
+        step: ConnectorStep,
+        /// What it said.
+        outcome: ConnectorOutcome,
+    },
+    /// The person submitted the attribute form, decoded and validated.
+    SubmitAttributes {
+        /// The values.
+        values: AttributeValues,
+    },
+    /// The approver reviewed the sign-up (service only).
+    ApprovalReviewed {
+        /// Its verdict.
+        verdict: ApprovalVerdict,
+    },
+    /// An administrator decided (admin API only).
+    AdminDecision {
+        /// Approve or deny.
+        approve: bool,
+        /// The message for a denial.
+        message: Option<String>,
+    },
+    /// The person came back to an approved flow.
+    Resume,
+}
+
+impl FlowInput {
+    /// A short name for messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            FlowInput::ChooseProvider { .. } => "chooseProvider",
+            FlowInput::SubmitEmail { .. } => "submitEmail",
+            FlowInput::ResendPasscode { .. } => "resendPasscode",
+            FlowInput::SubmitPasscode { .. } => "submitPasscode",
+            FlowInput::AccountLookedUp { .. } => "accountLookedUp",
+            FlowInput::ConnectorAnswered { .. } => "connectorAnswered",
+            FlowInput::SubmitAttributes { .. } => "submitAttributes",
+            FlowInput::ApprovalReviewed { .. } => "approvalReviewed",
+            FlowInput::AdminDecision { .. } => "adminDecision",
+            FlowInput::Resume => "resume",
+        }
+    }
+}
+
+/// What the service must do after a transition.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Effect {
+    /// Store these passcode counters with the flow (same batch).
+    StoreThrottle {
+        /// The new counters.
+        record: AddressThrottle,
+    },
+    /// Mail `code` to `to` after the flow is stored.
+    SendPasscode {
+        /// The stored spelling of the address.
+        to: EmailAddress,
+        /// The digits.
+        code: SecretString,
+    },
+    /// Look up the proven identity and answer with
+    /// [`FlowInput::AccountLookedUp`].
+    LookUpAccount {
+        /// The identity.
+        identity: FlowIdentity,
+    },
+    /// Call the flow's connector at `step` and answer with
+    /// [`FlowInput::ConnectorAnswered`].
+    CallConnector {
+        /// The step.
+        step: ConnectorStep,
+        /// The request content.
+        input: ConnectorInput,
+    },
+    /// Ask the approver and answer with [`FlowInput::ApprovalReviewed`].
+    ReviewApproval {
+        /// The person's address.
+        email: EmailAddress,
+        /// The collected values.
+        attributes: BTreeMap<String, Value>,
+    },
+    /// Create this user with the flow (same batch).
+    CreateUser {
+        /// The new user.
+        record: Box<UserRecord>,
+    },
+    /// Issue the completion token after the flow is stored.
+    IssueToken {
+        /// The user.
+        user_id: Id,
+        /// Member or guest.
+        user_type: UserType,
+        /// The identity the person signed in with.
+        identity: FlowIdentity,
+    },
+}
+
+/// Why an input cannot be applied.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FlowError {
+    /// No flow matches the handle (or it belongs to another tenant).
+    #[error("unknown sign-up flow")]
+    UnknownFlow,
+    /// The flow is older than its lifetime.
+    #[error("sign-up flow has expired")]
+    Expired,
+    /// The form's CSRF token is missing, forged, or from another step or flow.
+    #[error("the form's security token is missing or invalid; reload the page")]
+    Csrf,
+    /// The input belongs to another step.
+    #[error("sign-up flow is at step `{actual}`; `{input}` does not apply")]
+    WrongStep {
+        /// The input given.
+        input: &'static str,
+        /// The step the flow is at.
+        actual: &'static str,
+    },
+    /// The flow has ended.
+    #[error("sign-up flow has ended at step `{state}`")]
+    Finished {
+        /// The final step.
+        state: &'static str,
+    },
+    /// The flow does not offer that identity provider.
+    #[error("identity provider `{provider}` is not offered by this flow")]
+    ProviderNotOffered {
+        /// The provider.
+        provider: &'static str,
+    },
+    /// No application has that client id, or it has no sign-up flow.
+    #[error("application `{client_id}` has no sign-up flow")]
+    UnknownApplication {
+        /// The client id, as given (quoted safely).
+        client_id: String,
+    },
+    /// The redirect URI is not one the application registered.
+    #[error("redirect uri `{uri}` is not registered for this application")]
+    RedirectNotRegistered {
+        /// The URI, as given (quoted safely).
+        uri: String,
+    },
+    /// A request parameter is out of range.
+    #[error("invalid `{field}`: {reason}")]
+    InvalidParameter {
+        /// The parameter.
+        field: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// The flow is not waiting for an administrator.
+    #[error("sign-up flow is not awaiting approval")]
+    NotAwaitingApproval,
+}
+
+/// The next state and what to do.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    /// The next state.
+    pub state: FlowState,
+    /// The new expiry, when it changes (an approval extends it).
+    pub expires_at: Option<OffsetDateTime>,
+    /// The effects, in order.
+    pub effects: Vec<Effect>,
+    /// A passcode refusal that is stored along (attempt counts) and shown.
+    pub refused: Option<PasscodeError>,
+}
+
+impl Transition {
+    fn to(state: FlowState) -> Self {
+        Self {
+            state,
+            expires_at: None,
+            effects: Vec::new(),
+            refused: None,
+        }
+    }
+
+    fn with(mut self, effect: Effect) -> Self {
+        self.effects.push(effect);
+        self
+    }
+}
+
+/// What a transition may consult besides the flow and the input.
+#[derive(Debug, Clone, Copy)]
+pub struct FlowEnv<'a> {
+    /// The time now.
+    pub now: OffsetDateTime,
+    /// The random generator (passcodes, user ids).
+    pub rng: &'a dyn SecureRandom,
+    /// The keys passcodes are hashed under.
+    pub keys: &'a KeyRing,
+    /// The passcode limits.
+    pub passcode: &'a PasscodePolicy,
+    /// The domains people may come from.
+    pub domains: &'a DomainRestriction,
+    /// The user flow the flow runs.
+    pub user_flow: &'a UserFlow,
+    /// The tenant's initial domain, for guest user principal names.
+    pub tenant_domain: &'a str,
+}
+
+/// Applies `input` to `flow`.
+///
+/// # Errors
+///
+/// [`FlowError`] when the flow has expired or ended or the input belongs to
+/// another step; an email, passcode-sending or policy error for a bad
+/// address. Nothing should be written on an error. A wrong passcode is not
+/// an error here: it is a transition (the attempt is counted) with
+/// [`Transition::refused`] set.
+pub fn transition(env: &FlowEnv<'_>, flow: &FlowRecord, input: FlowInput) -> Result<Transition, Error> {
+    let state = &flow.state;
+    if state.is_final() {
+        return Err(FlowError::Finished { state: state.name() }.into());
+    }
+    // A flow awaiting approval lives until its own (extended) expiry.
+    if env.now >= flow.expires_at {
+        return Err(FlowError::Expired.into());
+    }
+    let wrong = |input: &FlowInput| -> Error {
+        FlowError::WrongStep {
+            input: input.name(),
+            actual: state.name(),
+        }
+        .into()
+    };
+    let uf = env.user_flow;
+    let lang = uf.language(flow.ui_locales.as_deref());
+    match (state, input) {
+        (FlowState::ChooseProvider, FlowInput::ChooseProvider { provider }) => {
+            if !uf.offers(provider) {
+                return Err(FlowError::ProviderNotOffered {
+                    provider: provider.as_str(),
+                }
+                .into());
+            }
+            match provider {
+                IdentityProviderKind::EmailOtp => Ok(Transition::to(FlowState::EnterEmail)),
+            }
+        }
+        (
+            FlowState::EnterEmail,
+            FlowInput::SubmitEmail {
+                email,
+                stored_spelling,
+                throttle,
+            },
+        ) => {
+            let email = EmailAddress::parse(&email)?;
+            if !env.domains.permits(email.domain()) {
+                return Err(Denied::DomainNotAllowed {
+                    domain: email.domain().to_owned(),
+                }
+                .into());
+            }
+            send_code(env, flow, email, stored_spelling, throttle.as_ref())
+        }
+        (
+            FlowState::AwaitingPasscode { email, .. },
+            FlowInput::ResendPasscode {
+                stored_spelling,
+                throttle,
+            },
+        ) => send_code(env, flow, email.clone(), stored_spelling, throttle.as_ref()),
+        (
+            FlowState::AwaitingPasscode {
+                email,
+                passcode,
+                delivered,
+            },
+            FlowInput::SubmitPasscode { code, throttle },
+        ) => {
+            let throttle = throttle.filter(|t| t.address_key == passcode.address_key);
+            let outcome = email_otp::check(
+                env.passcode,
+                env.keys,
+                passcode,
+                throttle.as_ref(),
+                code.expose(),
+                &flow.handle_hash,
+                env.now,
+            );
+            let mut next = match (&outcome.verdict, outcome.passcode) {
+                (Ok(()), _) => Transition::to(FlowState::Authenticated {
+                    identity: FlowIdentity {
+                        issuer: EMAIL_OTP_ISSUER.to_owned(),
+                        subject: passcode.address_key.clone(),
+                        email: email.clone(),
+                    },
+                }),
+                (Err(_), Some(counted)) => Transition::to(FlowState::AwaitingPasscode {
+                    email: email.clone(),
+                    passcode: counted,
+                    delivered: *delivered,
+                }),
+                // Refused before counting (malformed, expired, locked): nothing to store.
+                (Err(e), None) => return Err(e.clone().into()),
+            };
+            if let Some(record) = outcome.throttle {
+                next = next.with(Effect::StoreThrottle { record });
+            }
+            if let FlowState::Authenticated { identity } = &next.state {
+                let identity = identity.clone();
+                next = next.with(Effect::LookUpAccount { identity });
+            }
+            next.refused = outcome.verdict.err();
+            Ok(next)
+        }
+        (
+            FlowState::Authenticated { identity },
+            FlowInput::AccountLookedUp {
+                by_identity,
+                mail_taken,
+            },
+        ) => Ok(match by_identity {
+            Some(account) if account.enabled => {
+                let mut identity = identity.clone();
+                if let Some(stored) = account
+                    .mail
+                    .filter(|m| m.comparison_key() == identity.email.comparison_key())
+                {
+                    identity.email = stored;
+                }
+                Transition::to(FlowState::Completed {
+                    user_id: account.user_id,
+                    signed_in: true,
+                })
+                .with(Effect::IssueToken {
+                    user_id: account.user_id,
+                    user_type: account.user_type,
+                    identity,
+                })
+            }
+            Some(_) => Transition::to(FlowState::Blocked {
+                message: uf.text(TextKey::AccountDisabled, lang).to_owned(),
+            }),
+            None if mail_taken => Transition::to(FlowState::Blocked {
+                message: uf.text(TextKey::AccountExists, lang).to_owned(),
+            }),
+            None => after_authentication(flow, uf, identity.clone()),
+        }),
+        (
+            FlowState::PostFederationSignup { identity },
+            FlowInput::ConnectorAnswered {
+                step: ConnectorStep::PostFederationSignup,
+                outcome,
+            },
+        ) => Ok(match outcome.at_step(ConnectorStep::PostFederationSignup) {
+            ConnectorOutcome::Continue { claims } => Transition::to(FlowState::CollectAttributes {
+                identity: identity.clone(),
+                prefill: prefill(uf, identity, &claims),
+                message: None,
+            }),
+            other => blocked(uf, flow, ConnectorStep::PostFederationSignup, &other),
+        }),
+        (FlowState::CollectAttributes { identity, .. }, FlowInput::SubmitAttributes { values }) => {
+            if let Some(mismatch) = email_mismatch(identity, &values) {
+                return Ok(Transition::to(FlowState::CollectAttributes {
+                    identity: identity.clone(),
+                    prefill: form_values(&values),
+                    message: Some(uf.text(mismatch, lang).to_owned()),
+                }));
+            }
+            if uf.connector(ConnectorStep::PostAttributeCollection).is_some() {
+                let input = connector_input(flow, identity, Some(&values));
+                Ok(Transition::to(FlowState::PostAttributeCollection {
+                    identity: identity.clone(),
+                    attributes: claims_of(&values),
+                })
+                .with(Effect::CallConnector {
+                    step: ConnectorStep::PostAttributeCollection,
+                    input,
+                }))
+            } else {
+                collected(env, flow, identity.clone(), claims_of(&values))
+            }
+        }
+        (
+            FlowState::PostAttributeCollection { identity, attributes },
+            FlowInput::ConnectorAnswered {
+                step: ConnectorStep::PostAttributeCollection,
+                outcome,
+            },
+        ) => match outcome.at_step(ConnectorStep::PostAttributeCollection) {
+            ConnectorOutcome::Continue { claims } => match overridden(uf, attributes, &claims) {
+                Ok(values) => collected(env, flow, identity.clone(), claims_of(&values)),
+                // The API returned a value the attribute does not accept.
+                Err(name) => Ok(blocked(
+                    uf,
+                    flow,
+                    ConnectorStep::PostAttributeCollection,
+                    &ConnectorOutcome::Malformed {
+                        reason: MalformedReason::InvalidClaimValue {
+                            name,
+                            problem: "the value does not fit the attribute",
+                        },
+                    },
+                )),
+            },
+            ConnectorOutcome::ValidationError { user_message } => {
+                Ok(Transition::to(FlowState::CollectAttributes {
+                    identity: identity.clone(),
+                    prefill: claims_form_values(attributes),
+                    message: Some(user_message),
+                }))
+            }
+            other => Ok(blocked(uf, flow, ConnectorStep::PostAttributeCollection, &other)),
+        },
+        (FlowState::Reviewing { identity, attributes }, FlowInput::ApprovalReviewed { verdict }) => {
+            match verdict {
+                ApprovalVerdict::Approve => create(env, flow, identity.clone(), attributes.clone()),
+                ApprovalVerdict::Deny { message } => Ok(Transition::to(FlowState::Denied {
+                    message: message.unwrap_or_else(|| uf.text(TextKey::ApprovalDenied, lang).to_owned()),
+                })),
+                ApprovalVerdict::Hold { message } => {
+                    let mut t = Transition::to(FlowState::AwaitingApproval {
+                        identity: identity.clone(),
+                        attributes: attributes.clone(),
+                        message,
+                    });
+                    t.expires_at = Some(env.now.saturating_add(uf.approval_lifetime()));
+                    Ok(t)
+                }
+            }
+        }
+        (
+            FlowState::AwaitingApproval {
+                identity, attributes, ..
+            },
+            FlowInput::AdminDecision { approve, message },
+        ) => Ok(if approve {
+            Transition::to(FlowState::Approved {
+                identity: identity.clone(),
+                attributes: attributes.clone(),
+            })
+        } else {
+            Transition::to(FlowState::Denied {
+                message: message.unwrap_or_else(|| uf.text(TextKey::ApprovalDenied, lang).to_owned()),
+            })
+        }),
+        (_, FlowInput::AdminDecision { .. }) => Err(FlowError::NotAwaitingApproval.into()),
+        (FlowState::Approved { identity, attributes }, FlowInput::Resume) => {
+            create(env, flow, identity.clone(), attributes.clone())
+        }
+        (_, input) => Err(wrong(&input)),
+    }
+}
+
+/// A new passcode for `email`, mailed to its stored spelling.
+fn send_code(
+    env: &FlowEnv<'_>,
+    flow: &FlowRecord,
+    email: EmailAddress,
+    stored_spelling: Option<EmailAddress>,
+    throttle: Option<&AddressThrottle>,
+) -> Result<Transition, Error> {
+    let key = email.comparison_key().to_owned();
+    let throttle = throttle.filter(|t| t.address_key == key);
+    let next_throttle = email_otp::plan_send(env.passcode, throttle, &key, env.now)?;
+    let (code, passcode) =
+        email_otp::generate(env.passcode, env.keys, env.rng, flow.handle_hash, &key, env.now)?;
+    let to = stored_spelling
+        .filter(|s| s.comparison_key() == key)
+        .unwrap_or_else(|| email.clone());
+    Ok(Transition::to(FlowState::AwaitingPasscode {
+        email,
+        passcode,
+        delivered: true,
+    })
+    .with(Effect::StoreThrottle {
+        record: next_throttle,
+    })
+    .with(Effect::SendPasscode { to, code }))
+}
+
+/// After a new person authenticated: the `postFederationSignup` connector,
+/// or straight to the attribute page.
+fn after_authentication(flow: &FlowRecord, uf: &UserFlow, identity: FlowIdentity) -> Transition {
+    if uf.connector(ConnectorStep::PostFederationSignup).is_some() {
+        let input = connector_input(flow, &identity, None);
+        Transition::to(FlowState::PostFederationSignup { identity }).with(Effect::CallConnector {
+            step: ConnectorStep::PostFederationSignup,
+            input,
+        })
+    } else {
+        let prefill = prefill(uf, &identity, &BTreeMap::new());
+        Transition::to(FlowState::CollectAttributes {
+            identity,
+            prefill,
+            message: None,
+        })
+    }
+}
+
+/// The block page for a connector outcome that does not let the flow go on.
+fn blocked(uf: &UserFlow, flow: &FlowRecord, step: ConnectorStep, outcome: &ConnectorOutcome) -> Transition {
+    let fallback = "Sign-up is not available right now";
+    let message = uf
+        .connector(step)
+        .and_then(|c| outcome.block_message(c.on_unavailable(), flow.ui_locales.as_deref()))
+        .unwrap_or(fallback);
+    Transition::to(FlowState::Blocked {
+        message: message.to_owned(),
+    })
+}
+
+/// The attributes are final: approval, or the account.
+fn collected(
+    env: &FlowEnv<'_>,
+    flow: &FlowRecord,
+    identity: FlowIdentity,
+    attributes: BTreeMap<String, Value>,
+) -> Result<Transition, Error> {
+    if env.user_flow.approval_required() {
+        let email = identity.email.clone();
+        Ok(Transition::to(FlowState::Reviewing {
+            identity,
+            attributes: attributes.clone(),
+        })
+        .with(Effect::ReviewApproval { email, attributes }))
+    } else {
+        create(env, flow, identity, attributes)
+    }
+}
+
+/// Creates the guest user and completes the flow.
+fn create(
+    env: &FlowEnv<'_>,
+    flow: &FlowRecord,
+    identity: FlowIdentity,
+    mut attributes: BTreeMap<String, Value>,
+) -> Result<Transition, Error> {
+    let id = Id::random(env.rng)?;
+    let display_name = match attributes.remove(BuiltInAttribute::DisplayName.as_str()) {
+        Some(Value::String(s)) => Some(s),
+        _ => None,
+    };
+    attributes.remove(BuiltInAttribute::Email.as_str());
+    let user = User {
+        id,
+        user_type: UserType::Guest,
+        external_user_state: Some(ExternalUserState::Accepted),
+        external_user_state_change_date_time: Some(env.now),
+        creation_type: Some(CreationType::SelfServiceSignUp),
+        identities: vec![identity.object_identity()],
+        mail: Some(identity.email.clone()),
+        other_mails: Vec::new(),
+        display_name,
+        user_principal_name: guest_upn(&identity.email, env.tenant_domain),
+        account_enabled: true,
+        sponsors: Vec::new(),
+        created_date_time: env.now,
+        attributes,
+    };
+    let record = UserRecord {
+        user,
+        tenant_id: flow.tenant_id.clone(),
+        active_invitation: None,
+    };
+    Ok(Transition::to(FlowState::Completed {
+        user_id: id,
+        signed_in: false,
+    })
+    .with(Effect::CreateUser {
+        record: Box::new(record),
+    })
+    .with(Effect::IssueToken {
+        user_id: id,
+        user_type: UserType::Guest,
+        identity,
+    }))
+}
+
+/// The request content for a connector call.
+fn connector_input(
+    flow: &FlowRecord,
+    identity: &FlowIdentity,
+    values: Option<&AttributeValues>,
+) -> ConnectorInput {
+    let oi = identity.object_identity();
+    let sign_in_type = serde_json::to_value(oi.sign_in_type)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| "federated".to_owned());
+    let mut input = ConnectorInput::new(flow.client_id.clone())
+        .with_email(identity.email.as_str())
+        .with_identity(ConnectorIdentity::new(
+            sign_in_type,
+            oi.issuer,
+            oi.issuer_assigned_id,
+        ));
+    if let Some(values) = values {
+        for (name, value) in claims_of(values) {
+            // A collected `email` is the proven address (see
+            // `email_mismatch`), already sent as the request's own `email`,
+            // which a claim may not repeat.
+            if name != BuiltInAttribute::Email.as_str() {
+                input = input.with_claim(name, value);
+            }
+        }
+    }
+    if let Some(locales) = &flow.ui_locales {
+        input = input.with_ui_locales(locales.clone());
+    }
+    input
+}
+
+/// The values as JSON claims by name.
+pub(crate) fn claims_of(values: &AttributeValues) -> BTreeMap<String, Value> {
+    values
+        .iter()
+        .filter_map(|(n, v)| serde_json::to_value(v).ok().map(|j| (n.as_str().to_owned(), j)))
+        .collect()
+}
+
+/// The values as form values by name.
+fn form_values(values: &AttributeValues) -> BTreeMap<String, Vec<String>> {
+    values
+        .iter()
+        .map(|(n, v)| (n.as_str().to_owned(), v.form_values()))
+        .collect()
+}
+
+/// JSON claims as form values by name (claims of another shape are left out).
+fn claims_form_values(claims: &BTreeMap<String, Value>) -> BTreeMap<String, Vec<String>> {
+    claims
+        .iter()
+        .filter_map(|(n, v)| claim_form_values(v).map(|f| (n.clone(), f)))
+        .collect()
+}
+
+/// A JSON claim as the form values that submit it, if it has that shape.
+fn claim_form_values(value: &Value) -> Option<Vec<String>> {
+    match value {
+        Value::String(s) => Some(vec![s.clone()]),
+        Value::Bool(b) => Some(vec![b.to_string()]),
+        Value::Number(n) => n.as_i64().map(|n| vec![n.to_string()]),
+        Value::Array(items) => items.iter().map(|i| i.as_str().map(str::to_owned)).collect(),
+        Value::Null | Value::Object(_) => None,
+    }
+}
+
+/// The pre-filled form: the proven address for an `email` attribute, then
+/// connector claims the flow collects.
+fn prefill(
+    uf: &UserFlow,
+    identity: &FlowIdentity,
+    claims: &BTreeMap<String, Value>,
+) -> BTreeMap<String, Vec<String>> {
+    let mut out = BTreeMap::new();
+    for a in uf.attributes().attributes() {
+        let name = a.name().as_str();
+        if let Some(values) = claims.get(name).and_then(claim_form_values) {
+            out.insert(name.to_owned(), values);
+        }
+    }
+    if uf.attributes().get(BuiltInAttribute::Email.as_str()).is_some() {
+        out.insert(
+            BuiltInAttribute::Email.as_str().to_owned(),
+            vec![identity.email.to_string()],
+        );
+    }
+    out
+}
+
+/// The collected values with a connector's returned claims in place of
+/// theirs, validated again; the name of the first returned claim that does
+/// not fit its attribute otherwise.
+fn overridden(
+    uf: &UserFlow,
+    collected: &BTreeMap<String, Value>,
+    claims: &BTreeMap<String, Value>,
+) -> Result<AttributeValues, String> {
+    let mut form = claims_form_values(collected);
+    for a in uf.attributes().attributes() {
+        let name = a.name().as_str();
+        if let Some(claim) = claims.get(name) {
+            // The JSON type must be the attribute's: an array is no string,
+            // `"true"` no boolean, `"5"` no int64.
+            if !claim_fits(a.data_type(), claim) {
+                return Err(name.to_owned());
+            }
+            form.insert(
+                name.to_owned(),
+                claim_form_values(claim).ok_or_else(|| name.to_owned())?,
+            );
+        }
+    }
+    let pairs = form
+        .iter()
+        .flat_map(|(n, vs)| vs.iter().map(move |v| (n.as_str(), v.as_str())));
+    uf.attributes().decode_pairs(pairs, &[]).map_err(|e| {
+        e.fields()
+            .first()
+            .map_or_else(String::new, |f| f.name().as_str().to_owned())
+    })
+}
+
+/// Whether a returned claim has the JSON type of an attribute of `data_type`.
+fn claim_fits(data_type: DataType, claim: &Value) -> bool {
+    match data_type {
+        DataType::String | DataType::DateTime => claim.is_string(),
+        DataType::Boolean => claim.is_boolean(),
+        DataType::Int64 => claim.as_i64().is_some(),
+        DataType::StringCollection => claim
+            .as_array()
+            .is_some_and(|items| items.iter().all(Value::is_string)),
+    }
+}
+
+/// Whether a collected `email` differs from the proven address.
+fn email_mismatch(identity: &FlowIdentity, values: &AttributeValues) -> Option<TextKey> {
+    match values.get(BuiltInAttribute::Email.as_str()) {
+        Some(crate::flow::attributes::AttributeValue::String(s)) => {
+            let same =
+                EmailAddress::parse(s).is_ok_and(|e| e.comparison_key() == identity.email.comparison_key());
+            (!same).then_some(TextKey::EmailMismatch)
+        }
+        _ => None,
+    }
+}

@@ -1,0 +1,281 @@
+//! Drives the pure sign-up state machine with structured random input
+//! sequences (connector answers built from raw response bytes, form bodies
+//! decoded by the flow's attribute spec, clock jumps) and checks, after
+//! every step:
+//!
+//! - no panic, whatever the sequence;
+//! - a refused input changes nothing (the harness keeps the old record)
+//!   and a final state refuses every input;
+//! - a transient state always comes with the effect that settles it;
+//! - a user is created at most once per flow, only by a transition to
+//!   `Completed` that also issues the token, and only after the address was
+//!   proven by the code the flow mailed;
+//! - a passcode stored in the flow is bound to this flow's handle.
+#![no_main]
+
+use guestpass::directory::{AddressThrottle, FlowRecord};
+use guestpass::email::EmailAddress;
+use guestpass::flow::config::{IdentityProviderKind, SignUpConfig};
+use guestpass::flow::connector::{self, ConnectorStep};
+use guestpass::flow::machine::{
+    self, ApprovalVerdict, Effect, ExistingAccount, FlowEnv, FlowInput, FlowState,
+};
+use guestpass::http::{HeaderMap, HeaderValue, StatusCode, header};
+use guestpass::id::Id;
+use guestpass::idp::PasscodePolicy;
+use guestpass::keys::{KeyRing, SigningKey};
+use guestpass::policy::DomainRestriction;
+use guestpass::random::SeededRandom;
+use guestpass::secret::{Digest, SecretString};
+use libfuzzer_sys::arbitrary::{self, Arbitrary};
+use libfuzzer_sys::fuzz_target;
+use time::Duration;
+use time::macros::datetime;
+
+const CONFIG: &str = r#"{
+  "applications": [{"clientId": "app", "displayName": "App", "redirectUris": ["https://app.example/done"]}],
+  "userFlows": [{
+    "id": "signup", "identityProviders": ["emailOtp"], "applications": ["app"],
+    "attributes": [
+      {"name": "givenName"},
+      {"name": "email", "isOptional": true},
+      {"name": "country", "isOptional": true, "userInputType": "dropdownSingleSelect",
+       "userAttributeValues": [{"value": "NL", "name": "Netherlands"}, {"value": "DE", "name": "Germany"}]},
+      {"name": "extension_0f8fad5bd9cb469fa16570867728950e_age", "dataType": "int64", "isOptional": true, "label": "Age"}
+    ],
+    "apiConnectors": [
+      {"displayName": "A", "targetUrl": "https://a.example/", "authentication": {"type": "basic", "username": "u", "password": "p"},
+       "step": "postFederationSignup", "onUnavailable": {"block": {"default": "down"}}},
+      {"displayName": "B", "targetUrl": "https://b.example/", "authentication": {"type": "basic", "username": "u", "password": "p"},
+       "step": "postAttributeCollection", "onUnavailable": {"block": {"default": "down"}}}
+    ],
+    "approval": {"required": true}
+  }]
+}"#;
+
+#[derive(Debug, Arbitrary)]
+enum Op {
+    Choose,
+    Email(u8),
+    EmailRaw(String),
+    Resend,
+    RightCode,
+    Code(String),
+    Lookup {
+        found: bool,
+        enabled: bool,
+        mail_taken: bool,
+    },
+    Connector {
+        federation: bool,
+        status: u16,
+        json: bool,
+        body: Vec<u8>,
+    },
+    Attributes(Vec<u8>),
+    Review(u8),
+    Admin(bool),
+    Resume,
+    Wait(u8),
+}
+
+#[derive(Debug, Arbitrary)]
+struct Input {
+    seed: u64,
+    ops: Vec<Op>,
+}
+
+const ADDRESSES: [&str; 3] = [
+    "ada@fabrikam.example",
+    "Ada@FABRIKAM.example",
+    "bob@b\u{fc}cher.example",
+];
+
+fuzz_target!(|input: Input| {
+    let Ok(config) = SignUpConfig::from_json(CONFIG) else {
+        return;
+    };
+    let Some(uf) = config.user_flow("signup") else {
+        return;
+    };
+    let Ok(key) = SigningKey::new("k1", [7u8; 32]) else {
+        return;
+    };
+    let Ok(keys) = KeyRing::new(key) else { return };
+    let policy = PasscodePolicy {
+        min_send_interval: Duration::ZERO,
+        ..PasscodePolicy::default()
+    };
+    let domains = DomainRestriction::default();
+    let rng = SeededRandom::new(input.seed);
+    let start = datetime!(2026-12-01 12:00 UTC);
+    let mut now = start;
+    let handle_hash = Digest::sha256(b"flow-handle");
+    let mut flow = FlowRecord {
+        id: Id::from_bytes([3; 16]),
+        handle_hash,
+        tenant_id: "t".into(),
+        user_flow_id: "signup".into(),
+        client_id: "app".into(),
+        redirect_uri: "https://app.example/done".into(),
+        nonce: None,
+        app_state: None,
+        ui_locales: Some("de-DE en".into()),
+        state: FlowState::ChooseProvider,
+        created_at: start,
+        expires_at: start + Duration::hours(1),
+    };
+    let mut throttle: Option<AddressThrottle> = None;
+    let mut last_code: Option<SecretString> = None;
+    let mut proven = false;
+    let mut users_created = 0u32;
+
+    for op in input.ops.into_iter().take(64) {
+        let flow_input = match op {
+            Op::Choose => FlowInput::ChooseProvider {
+                provider: IdentityProviderKind::EmailOtp,
+            },
+            Op::Email(i) => FlowInput::SubmitEmail {
+                email: ADDRESSES[usize::from(i) % ADDRESSES.len()].to_owned(),
+                stored_spelling: EmailAddress::parse(ADDRESSES[0]).ok(),
+                throttle: throttle.clone(),
+            },
+            Op::EmailRaw(s) => FlowInput::SubmitEmail {
+                email: s,
+                stored_spelling: None,
+                throttle: throttle.clone(),
+            },
+            Op::Resend => FlowInput::ResendPasscode {
+                stored_spelling: None,
+                throttle: throttle.clone(),
+            },
+            Op::RightCode => match &last_code {
+                Some(c) => FlowInput::SubmitPasscode {
+                    code: c.clone(),
+                    throttle: throttle.clone(),
+                },
+                None => continue,
+            },
+            Op::Code(s) => FlowInput::SubmitPasscode {
+                code: SecretString::new(s),
+                throttle: throttle.clone(),
+            },
+            Op::Lookup {
+                found,
+                enabled,
+                mail_taken,
+            } => FlowInput::AccountLookedUp {
+                by_identity: found.then_some(ExistingAccount {
+                    user_id: Id::from_bytes([9; 16]),
+                    user_type: guestpass::directory::UserType::Guest,
+                    enabled,
+                    mail: None,
+                }),
+                mail_taken,
+            },
+            Op::Connector {
+                federation,
+                status,
+                json,
+                body,
+            } => {
+                let mut headers = HeaderMap::new();
+                if json {
+                    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                }
+                let status = StatusCode::from_u16(status.clamp(100, 599)).unwrap_or(StatusCode::OK);
+                let step = if federation {
+                    ConnectorStep::PostFederationSignup
+                } else {
+                    ConnectorStep::PostAttributeCollection
+                };
+                FlowInput::ConnectorAnswered {
+                    step,
+                    outcome: connector::parse_response(status, &headers, &body),
+                }
+            }
+            Op::Attributes(body) => match uf.attributes().decode_form(&body, &[]) {
+                Ok(values) => FlowInput::SubmitAttributes { values },
+                Err(_) => continue,
+            },
+            Op::Review(v) => FlowInput::ApprovalReviewed {
+                verdict: match v % 3 {
+                    0 => ApprovalVerdict::Approve,
+                    1 => ApprovalVerdict::Deny { message: None },
+                    _ => ApprovalVerdict::Hold {
+                        message: Some("wait".into()),
+                    },
+                },
+            },
+            Op::Admin(approve) => FlowInput::AdminDecision {
+                approve,
+                message: None,
+            },
+            Op::Resume => FlowInput::Resume,
+            Op::Wait(minutes) => {
+                now += Duration::minutes(i64::from(minutes));
+                continue;
+            }
+        };
+        let env = FlowEnv {
+            now,
+            rng: &rng,
+            keys: &keys,
+            passcode: &policy,
+            domains: &domains,
+            user_flow: uf,
+            tenant_domain: "contoso.example",
+        };
+        let was_final = flow.state.is_final();
+        let Ok(t) = machine::transition(&env, &flow, flow_input) else {
+            continue;
+        };
+        assert!(!was_final, "a final state accepted an input");
+        if matches!(flow.state, FlowState::AwaitingPasscode { .. })
+            && matches!(t.state, FlowState::Authenticated { .. })
+        {
+            proven = true;
+        }
+        let creates = t
+            .effects
+            .iter()
+            .filter(|e| matches!(e, Effect::CreateUser { .. }))
+            .count();
+        if creates > 0 {
+            assert_eq!(creates, 1);
+            assert!(proven, "a user was created before the address was proven");
+            assert!(matches!(t.state, FlowState::Completed { signed_in: false, .. }));
+            assert!(t.effects.iter().any(|e| matches!(e, Effect::IssueToken { .. })));
+            users_created += 1;
+        }
+        if matches!(t.state, FlowState::Completed { .. }) {
+            assert!(proven, "completed without a proven address");
+        }
+        if !t.state.is_durable() {
+            let settles = t.effects.iter().any(|e| {
+                matches!(
+                    e,
+                    Effect::LookUpAccount { .. }
+                        | Effect::CallConnector { .. }
+                        | Effect::ReviewApproval { .. }
+                )
+            });
+            assert!(settles, "transient state {} without its effect", t.state.name());
+        }
+        if let FlowState::AwaitingPasscode { passcode, .. } = &t.state {
+            assert!(passcode.bound_to.ct_eq(&handle_hash));
+        }
+        for e in &t.effects {
+            match e {
+                Effect::StoreThrottle { record } => throttle = Some(record.clone()),
+                Effect::SendPasscode { code, .. } => last_code = Some(code.clone()),
+                _ => {}
+            }
+        }
+        flow.state = t.state;
+        if let Some(at) = t.expires_at {
+            flow.expires_at = at;
+        }
+    }
+    assert!(users_created <= 1, "one flow created {users_created} users");
+});

@@ -13,6 +13,8 @@
 //! - a passcode stored in the flow is bound to this flow's handle.
 #![no_main]
 
+use std::sync::OnceLock;
+
 use guestpass::directory::{AddressThrottle, FlowRecord};
 use guestpass::email::EmailAddress;
 use guestpass::flow::config::{IdentityProviderKind, SignUpConfig};
@@ -91,17 +93,26 @@ const ADDRESSES: [&str; 3] = [
     "bob@b\u{fc}cher.example",
 ];
 
+/// The flow configuration and keys, built once (regex compilation and key
+/// derivation would otherwise dominate every run).
+fn fixture() -> Option<&'static (SignUpConfig, KeyRing)> {
+    static FIXTURE: OnceLock<Option<(SignUpConfig, KeyRing)>> = OnceLock::new();
+    FIXTURE
+        .get_or_init(|| {
+            let config = SignUpConfig::from_json(CONFIG).ok()?;
+            let keys = KeyRing::new(SigningKey::new("k1", [7u8; 32]).ok()?).ok()?;
+            Some((config, keys))
+        })
+        .as_ref()
+}
+
 fuzz_target!(|input: Input| {
-    let Ok(config) = SignUpConfig::from_json(CONFIG) else {
+    let Some((config, keys)) = fixture() else {
         return;
     };
     let Some(uf) = config.user_flow("signup") else {
         return;
     };
-    let Ok(key) = SigningKey::new("k1", [7u8; 32]) else {
-        return;
-    };
-    let Ok(keys) = KeyRing::new(key) else { return };
     let policy = PasscodePolicy {
         min_send_interval: Duration::ZERO,
         ..PasscodePolicy::default()
@@ -220,7 +231,7 @@ fuzz_target!(|input: Input| {
         let env = FlowEnv {
             now,
             rng: &rng,
-            keys: &keys,
+            keys,
             passcode: &policy,
             domains: &domains,
             user_flow: uf,

@@ -2832,6 +2832,13 @@ async fn a_failed_passcode_mail_is_shown_and_a_resend_helps() {
         page.step
     );
     assert!(h.mails_of(MessageKind::Passcode).is_empty());
+    // A reload says so too: the failure is stored with the flow.
+    let reloaded = h.gp.view_flow(&handle).await.unwrap();
+    assert!(
+        matches!(reloaded.step, FlowStep::EnterPasscode { delivered: false, .. }),
+        "{:?}",
+        reloaded.step
+    );
     let page = h.post(&handle, &page, FlowAction::ResendPasscode).await.unwrap();
     assert!(matches!(
         page.step,

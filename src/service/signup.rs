@@ -817,7 +817,12 @@ impl GuestPass {
         Ok(self.inner.store.commit(batch).await?)
     }
 
-    async fn after_commit(&self, uf: &UserFlow, mut driven: Driven, version: u64) -> Result<FlowPage, Error> {
+    async fn after_commit(
+        &self,
+        uf: &UserFlow,
+        mut driven: Driven,
+        mut version: u64,
+    ) -> Result<FlowPage, Error> {
         let record = &driven.record;
         let lang = uf.language(record.ui_locales.as_deref());
         let flow_id = record.id;
@@ -825,6 +830,19 @@ impl GuestPass {
             let delivered = self.mail_code(uf, lang, &to, &code).await;
             if !delivered && let FlowState::AwaitingPasscode { delivered, .. } = &mut driven.record.state {
                 *delivered = false;
+                // Recorded so that the page says so on reload too; if the
+                // flow changed meanwhile, the newer state stands.
+                let noted = self
+                    .inner
+                    .store
+                    .commit(WriteBatch::new().with(Write::Flow {
+                        record: driven.record.clone(),
+                        expect: Expect::Version(version),
+                    }))
+                    .await;
+                if noted.is_ok() {
+                    version += 1;
+                }
             }
         }
         let record = &driven.record;

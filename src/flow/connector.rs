@@ -675,7 +675,7 @@ pub fn is_valid_claim_name(name: &str) -> bool {
 
 /// Shortens `text` for quoting in a reason or error, dropping control
 /// characters and backticks.
-fn quote(text: &str) -> String {
+pub(crate) fn quote(text: &str) -> String {
     let mut out: String = text
         .chars()
         .filter(|&c| !is_forbidden_char(c) && c != '`')

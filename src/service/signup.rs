@@ -48,7 +48,7 @@ use crate::error::{Denied, Error, Internal, PasscodeError, StoreError};
 use crate::flow::approval::ApprovalRequest;
 use crate::flow::attributes::{FieldError, InputType, MAX_BODY_LEN, MAX_FIELDS};
 use crate::flow::config::{IdentityProviderKind, TextKey, UserFlow};
-use crate::flow::connector;
+use crate::flow::connector::{self, quote};
 use crate::flow::machine::{
     self, Effect, ExistingAccount, FlowEnv, FlowError, FlowIdentity, FlowInput, FlowState,
 };
@@ -313,14 +313,6 @@ fn check_locales(value: Option<&str>) -> Result<(), Error> {
 /// Whether the flow collects an attribute called `name`.
 fn spec_has(uf: &UserFlow, name: &str) -> bool {
     uf.attributes().get(name).is_some()
-}
-
-/// At most 64 printable characters of `text`, for an error message.
-fn quote(text: &str) -> String {
-    text.chars()
-        .filter(|c| !c.is_control() && *c != '`')
-        .take(64)
-        .collect()
 }
 
 impl GuestPass {
@@ -827,7 +819,7 @@ impl GuestPass {
         let lang = uf.language(record.ui_locales.as_deref());
         let flow_id = record.id;
         for (to, code) in std::mem::take(&mut driven.mails) {
-            let delivered = self.mail_code(uf, lang, &to, &code).await;
+            let delivered = self.mail_code(lang, &to, &code).await;
             if !delivered && let FlowState::AwaitingPasscode { delivered, .. } = &mut driven.record.state {
                 *delivered = false;
                 // Recorded so that the page says so on reload too; if the
@@ -878,7 +870,7 @@ impl GuestPass {
     }
 
     /// Mails a passcode; whether the transport took it.
-    async fn mail_code(&self, uf: &UserFlow, lang: Language, to: &EmailAddress, code: &SecretString) -> bool {
+    async fn mail_code(&self, lang: Language, to: &EmailAddress, code: &SecretString) -> bool {
         let cfg = &self.inner.config;
         let Ok(rendered) = render_passcode(
             lang,
@@ -888,7 +880,6 @@ impl GuestPass {
         ) else {
             return false;
         };
-        let _ = uf;
         let message = Message {
             kind: MessageKind::Passcode,
             to: Mailbox {

@@ -201,6 +201,7 @@ fn bench(c: &mut Criterion) {
         user_flow_id: "signup".into(),
         client_id: CLIENT.into(),
         redirect_uri: REDIRECT.into(),
+        redemption: None,
         nonce: None,
         app_state: None,
         ui_locales: None,
@@ -220,7 +221,8 @@ fn bench(c: &mut Criterion) {
                 keys: &keys,
                 passcode: &policy,
                 domains: &domains,
-                user_flow: uf,
+                user_flow: Some(uf),
+                terms_of_use: None,
                 tenant_domain: "woodgrove.example",
             };
             let t = machine::transition(

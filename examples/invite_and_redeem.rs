@@ -1,8 +1,8 @@
 //! The whole invitation round trip in one process: an administrator of
 //! Contoso invites alice@fabrikam.example, the invitation mail arrives in the
 //! development outbox, Alice opens the link, proves her address with the
-//! one-time passcode mailed to her, accepts consent, and is an accepted
-//! guest.
+//! one-time passcode mailed to her, accepts consent and Contoso's terms of
+//! use (recorded with their version), and is an accepted guest.
 //!
 //! Run it with `cargo run --example invite_and_redeem`: the directory is
 //! then kept in memory. `--database URL` keeps it in a database instead:
@@ -23,6 +23,7 @@ use guestpass::audit::MemoryAudit;
 use guestpass::directory::{DirectoryStore, InvitationStatus, MemoryStore};
 use guestpass::keys::SigningKey;
 use guestpass::mail::Outbox;
+use guestpass::policy::TermsOfUse;
 use guestpass::random::{SecureRandom, SystemRandom};
 use guestpass::{ConsentDecision, Finished, GuestPass, InvitationRequest, Inviter, RedemptionStep};
 
@@ -51,6 +52,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .privacy_statement_url("https://contoso.example/privacy")
         .signing_key(SigningKey::new("2026-11", secret)?)
         .redirect_url(APP_URL)
+        .terms_of_use(TermsOfUse::new(
+            "contoso-guest-terms",
+            "Contoso terms for guests",
+            "https://contoso.example/guest-terms",
+            1,
+        )?)
         .store(store)
         .mail(outbox.clone())
         .audit(audit.clone())
@@ -120,11 +127,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
 
-    println!("6. Alice accepts");
-    match guestpass
-        .finish_redemption(started.handle.expose(), ConsentDecision::Accept)
-        .await?
-    {
+    println!("6. Alice consents, then reads and accepts the terms of use");
+    let handle = started.handle.expose();
+    let mut finished = guestpass
+        .finish_redemption(handle, ConsentDecision::Accept)
+        .await?;
+    if let Finished::TermsOfUse { terms } = &finished {
+        println!(
+            "   terms: {} version {} at {}",
+            terms.display_name(),
+            terms.version(),
+            terms.url()
+        );
+        finished = guestpass
+            .answer_terms_of_use(handle, ConsentDecision::Accept)
+            .await?;
+    }
+    match finished {
         Finished::Redeemed(done) => {
             println!(
                 "   {} is {:?}, signs in with {:?}",
@@ -132,9 +151,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 done.user.external_user_state,
                 done.user.identities.iter().map(|i| &i.issuer).collect::<Vec<_>>()
             );
+            for a in &done.user.agreement_acceptances {
+                println!(
+                    "   accepted {} version {} at {}",
+                    a.agreement_id, a.version, a.recorded_date_time
+                );
+            }
             println!("   redirect to {}", done.redirect_url);
         }
-        Finished::Declined => println!("   declined"),
+        other => println!("   not redeemed: {other:?}"),
     }
 
     println!("7. The same link again is refused");

@@ -627,7 +627,7 @@ async fn redeem(gp: &GuestPass, mail: &LatestCodes, guest: &Guest) -> Res<Durati
     let took = t.elapsed();
     match finished {
         Finished::Redeemed(_) => Ok(took),
-        Finished::Declined => Err("the redemption ended declined".into()),
+        other => Err(format!("the redemption did not complete: {other:?}").into()),
     }
 }
 

@@ -50,6 +50,11 @@ pub enum AuditKind {
         /// The invitation.
         invitation_id: Id,
     },
+    /// The terms of use were declined; the invitation stays pending.
+    TermsOfUseDeclined {
+        /// The invitation.
+        invitation_id: Id,
+    },
     /// The invitation was redeemed.
     Redeemed {
         /// The invitation.

@@ -15,7 +15,7 @@ use crate::policy::CollaborationSettings;
 
 /// Default lifetime of a redemption ticket.
 pub const DEFAULT_TICKET_LIFETIME: Duration = Duration::days(30);
-/// Default lifetime of a redemption session (from opening to completion).
+/// Default lifetime of a redemption flow (from opening to completion).
 pub const DEFAULT_SESSION_LIFETIME: Duration = Duration::hours(1);
 
 /// Everything a [`GuestPass`](crate::GuestPass) needs to know about its
@@ -38,6 +38,7 @@ pub struct Config {
     pub(crate) token_keys: Option<TokenKeys>,
     pub(crate) token_issuer: String,
     pub(crate) tenant_object_id: Id,
+    pub(crate) terms_of_use: Option<crate::policy::TermsOfUse>,
 }
 
 impl Config {

@@ -255,7 +255,8 @@ pub enum PasscodeError {
     },
 }
 
-/// Why a redemption session could not advance.
+/// Why a redemption (its flow, named by the handle the browser holds) could
+/// not advance.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RedemptionError {

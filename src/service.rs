@@ -30,21 +30,21 @@ use crate::audit::{AuditEvent, AuditKind, AuditSink, NoAudit};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{self, Config, DEFAULT_SESSION_LIFETIME, DEFAULT_TICKET_LIFETIME};
 use crate::directory::{
-    AddressThrottle, DirectoryStore, Expect, Invitation, InvitationRecord, InvitationStatus, PasscodeRecord,
-    PurgeReport, RedemptionRecords, RedemptionSession, SessionStep, User, UserRecord, Versioned, Write,
-    WriteBatch,
+    AddressThrottle, DirectoryStore, Expect, FlowRecord, Invitation, InvitationRecord, InvitationStatus,
+    PurgeReport, RedemptionBinding, RedemptionRecords, User, UserRecord, Versioned, Write, WriteBatch,
 };
 use crate::error::{
-    ConfigError, Denied, Error, InputError, PasscodeError, RedemptionError, StoreError, TicketError,
+    ConfigError, Denied, Error, InputError, Internal, MailError, PasscodeError, RedemptionError, StoreError,
+    TicketError,
 };
 use crate::flow::approval::{Approver, HoldAll};
 use crate::flow::config::SignUpConfig;
+use crate::flow::machine::{self, Effect, FlowEnv, FlowInput, FlowState};
 use crate::flow::token::TokenKeys;
 use crate::http::HttpClient;
 use crate::id::Id;
 use crate::idp::PasscodePolicy;
-use crate::idp::email_otp;
-use crate::invitation::redeem::{CONSENT_PERMISSIONS, check_redeemable, check_session, completion};
+use crate::invitation::redeem::{CONSENT_PERMISSIONS, check_redeemable, completion};
 use crate::invitation::{
     ConsentDecision, Finished, InvitationRequest, Inviter, Redeemed, RedemptionStarted, RedemptionStep,
     RedemptionView, Target, plan, ticket, validate,
@@ -52,7 +52,7 @@ use crate::invitation::{
 use crate::keys::{KeyRing, SigningKey};
 use crate::mail::templates::{Language, render_passcode};
 use crate::mail::{MailTransport, Mailbox, Message, MessageKind};
-use crate::policy::{CollaborationSettings, InviterRole};
+use crate::policy::{CollaborationSettings, InviterRole, TermsOfUse};
 use crate::random::{self, SecureRandom, SystemRandom};
 use crate::secret::{Digest, SecretString};
 
@@ -71,7 +71,7 @@ fn derived_object_id(tenant_id: &str) -> Id {
     Id::from_bytes(bytes)
 }
 
-/// Longest accepted session handle, in bytes.
+/// Longest accepted redemption handle, in bytes.
 const MAX_HANDLE_LEN: usize = 64;
 
 /// The guestpass service for one tenant. Cheap to clone; share it across
@@ -163,6 +163,7 @@ pub struct GuestPassBuilder {
     tenant_object_id: Option<Id>,
     http: Option<Arc<dyn HttpClient>>,
     approver: Option<Arc<dyn Approver>>,
+    terms_of_use: Option<TermsOfUse>,
 }
 
 impl std::fmt::Debug for GuestPassBuilder {
@@ -275,7 +276,14 @@ impl GuestPassBuilder {
         self
     }
 
-    /// How long a redemption session lives (default 1 hour; 5 minutes to 1 day).
+    /// The terms of use every redemption asks the guest to accept after
+    /// consent (default: none). The acceptance is recorded on the user.
+    pub fn terms_of_use(mut self, terms: TermsOfUse) -> Self {
+        self.terms_of_use = Some(terms);
+        self
+    }
+
+    /// How long a redemption flow lives (default 1 hour; 5 minutes to 1 day).
     pub fn session_lifetime(mut self, d: Duration) -> Self {
         self.session_lifetime = Some(d);
         self
@@ -427,6 +435,7 @@ impl GuestPassBuilder {
                     token_keys: self.token_keys,
                     token_issuer,
                     tenant_object_id,
+                    terms_of_use: self.terms_of_use,
                 },
                 store,
                 mail,
@@ -688,8 +697,8 @@ impl GuestPass {
             .collect())
     }
 
-    /// Removes expired redemption sessions, passcodes and sign-up flows and clears expired
-    /// ticket bindings, at most `limit` of each kind; hosts call it on a
+    /// Removes expired flows (redemptions and sign-ups, with their inline
+    /// passcodes) and clears expired ticket bindings, at most `limit` of each kind; hosts call it on a
     /// schedule (for example every minute with a limit of 1000) and again
     /// while a call reports a full batch.
     ///
@@ -800,11 +809,11 @@ impl GuestPass {
         })
     }
 
-    /// Starts redeeming (POST on the link): opens a server-held session and
-    /// mails a one-time passcode to the invited address.
+    /// Starts redeeming (POST on the link): opens a server-held redemption
+    /// flow and mails a one-time passcode to the invited address.
     ///
-    /// The returned handle identifies the session in the next steps. When the
-    /// mail transport refuses the passcode, the session is still open and the
+    /// The returned handle identifies the flow in the next steps. When the
+    /// mail transport refuses the passcode, the flow is still open and the
     /// step is [`RedemptionStep::PasscodeNotDelivered`].
     ///
     /// # Errors
@@ -818,88 +827,37 @@ impl GuestPass {
         let now = self.now();
         let handle_bytes = random::bytes::<32>(self.inner.rng.as_ref())?;
         let handle = SecretString::new(URL_SAFE_NO_PAD.encode(handle_bytes));
-        let session = RedemptionSession {
+        let invitation = &r.invitation.value.invitation;
+        let record = FlowRecord {
+            id: Id::random(self.inner.rng.as_ref())?,
             handle_hash: Digest::sha256(handle.expose().as_bytes()),
             tenant_id: cfg.tenant_id.clone(),
-            invitation_id: r.invitation.value.invitation.id,
-            user_id: r.user.value.user.id,
-            verifier_hash: verified.verifier_hash(),
-            step: SessionStep::AwaitingPasscode,
-            passcode_id: None,
-            proven_address: None,
+            user_flow_id: String::new(),
+            client_id: String::new(),
+            redirect_uri: invitation.invite_redirect_url.clone(),
+            redemption: Some(RedemptionBinding {
+                invitation_id: invitation.id,
+                user_id: r.user.value.user.id,
+                verifier_hash: verified.verifier_hash(),
+            }),
+            nonce: None,
+            app_state: None,
+            ui_locales: None,
+            state: FlowState::Invited,
             created_at: now,
             expires_at: now.saturating_add(cfg.session_lifetime),
         };
-        let step = self.send_passcode(&r, session, Expect::Absent).await?;
-        Ok(RedemptionStarted { handle, step })
-    }
-
-    /// Writes a new passcode for `session` (reserving the send in the
-    /// address's rate limit), then mails it.
-    async fn send_passcode(
-        &self,
-        r: &Redeemable,
-        mut session: RedemptionSession,
-        expect: Expect,
-    ) -> Result<RedemptionStep, Error> {
-        let cfg = &self.inner.config;
-        let now = self.now();
-        let user = &r.user.value;
-        let address = user.user.mail.clone().ok_or(TicketError::NoLongerValid)?;
-        let key = address.comparison_key();
-        let throttle = self.throttle(r.throttle.clone(), key).await?;
-        let next_throttle =
-            email_otp::plan_send(&cfg.passcode, throttle.as_ref().map(|t| &t.value), key, now)?;
-        let (code, record) = email_otp::generate(
-            &cfg.passcode,
-            &cfg.keys,
-            self.inner.rng.as_ref(),
-            session.handle_hash,
-            key,
-            now,
-        )?;
-        let language = self.language(&r.invitation.value);
-        let rendered = render_passcode(
-            language,
-            &cfg.tenant_name,
-            code.expose(),
-            cfg.passcode.lifetime.whole_minutes(),
-        )?;
-        session.passcode_id = Some(record.id);
-        let batch = WriteBatch::new()
-            .with(Write::Session {
-                record: session,
-                expect,
+        let to = r.user.value.user.mail.clone().ok_or(TicketError::NoLongerValid)?;
+        let key = to.comparison_key().to_owned();
+        let step = self
+            .step_redemption(&r, record, Expect::Absent, Some(&key), |throttle| {
+                FlowInput::SendPasscode { to, throttle }
             })
-            .with(Write::Passcode {
-                record,
-                expect: Expect::Absent,
-            })
-            .with(Write::Throttle {
-                tenant_id: self.tenant().to_owned(),
-                record: next_throttle,
-                expect: throttle.map_or(Expect::Absent, |t| Expect::Version(t.version)),
-            });
-        self.inner.store.commit(batch).await?;
-        let message = Message {
-            kind: MessageKind::Passcode,
-            to: Mailbox {
-                address: address.clone(),
-                name: user.user.display_name.clone(),
-            },
-            subject: rendered.subject,
-            text_body: rendered.text,
-            html_body: rendered.html,
-            language: language.tag(),
-        };
-        let sent_to = address.to_string();
-        match self.inner.mail.send(&message).await {
-            Ok(()) => {
-                self.audit(Some(user.user.id), AuditKind::PasscodeSent).await;
-                Ok(RedemptionStep::EnterPasscode { sent_to })
-            }
-            Err(reason) => Ok(RedemptionStep::PasscodeNotDelivered { sent_to, reason }),
-        }
+            .await?;
+        Ok(RedemptionStarted {
+            handle,
+            step: step.page,
+        })
     }
 
     /// `prefetched` when it holds the counters of `address_key`, else a
@@ -915,151 +873,346 @@ impl GuestPass {
         }
     }
 
-    /// A session at step `expected`, whose invitation may still be redeemed,
-    /// with its current passcode, in one read of the store.
-    async fn live_session(&self, handle: &str, expected: SessionStep) -> Result<LiveSession, Error> {
+    /// A redemption flow (never a sign-up's) whose invitation may still be
+    /// redeemed, at a step `at` accepts, with what it redeems, in one read of
+    /// the store.
+    async fn live_redemption(
+        &self,
+        handle: &str,
+        expected: &'static str,
+        at: fn(&FlowState) -> bool,
+    ) -> Result<LiveRedemption, Error> {
         if handle.is_empty() || handle.len() > MAX_HANDLE_LEN {
             return Err(RedemptionError::UnknownSession.into());
         }
         let hash = Digest::sha256(handle.as_bytes());
-        let mut records = self
-            .inner
-            .store
-            .redemption_by_session(self.tenant(), &hash)
-            .await?;
-        let session = match records.session.take() {
-            Some(s) if s.value.tenant_id == self.inner.config.tenant_id && s.value.handle_hash == hash => s,
+        let mut records = self.inner.store.redemption_by_flow(self.tenant(), &hash).await?;
+        let flow = match records.flow.take() {
+            Some(f)
+                if f.value.tenant_id == self.inner.config.tenant_id
+                    && f.value.handle_hash == hash
+                    && f.value.redemption.is_some() =>
+            {
+                f
+            }
             _ => return Err(RedemptionError::UnknownSession.into()),
         };
-        check_session(&session.value, expected, self.now())?;
-        let passcode = records
-            .passcode
-            .take()
-            .filter(|p| Some(p.value.id) == session.value.passcode_id);
-        let r = self.checked(session.value.invitation_id, &session.value.verifier_hash, records)?;
-        if r.user.value.user.id != session.value.user_id {
+        let Some(binding) = flow.value.redemption.clone() else {
+            return Err(RedemptionError::UnknownSession.into());
+        };
+        if self.now() >= flow.value.expires_at {
+            return Err(RedemptionError::SessionExpired.into());
+        }
+        if !at(&flow.value.state) {
+            return Err(RedemptionError::WrongStep {
+                expected,
+                actual: flow.value.state.name(),
+            }
+            .into());
+        }
+        let r = self.checked(binding.invitation_id, &binding.verifier_hash, records)?;
+        if r.user.value.user.id != binding.user_id {
             return Err(TicketError::NoLongerValid.into());
         }
-        Ok(LiveSession {
-            session,
-            redeemable: r,
-            passcode,
+        Ok(LiveRedemption { flow, redeemable: r })
+    }
+
+    /// Applies one input to a redemption flow (stored at `expect`) and
+    /// stores the step as one conditional batch: the flow, the passcode
+    /// counters of `address_key` (read along or fresh) and, when the step
+    /// completes the redemption, the accepted user and the completed
+    /// invitation. A passcode the step sends is rendered before and mailed
+    /// after the write. `input` receives the counters.
+    async fn step_redemption(
+        &self,
+        r: &Redeemable,
+        mut record: FlowRecord,
+        expect: Expect,
+        address_key: Option<&str>,
+        input: impl FnOnce(Option<AddressThrottle>) -> FlowInput,
+    ) -> Result<Stepped, Error> {
+        let cfg = &self.inner.config;
+        let now = self.now();
+        let throttle = match address_key {
+            Some(key) => self.throttle(r.throttle.clone(), key).await?,
+            None => None,
+        };
+        let env = FlowEnv {
+            now,
+            rng: self.inner.rng.as_ref(),
+            keys: &cfg.keys,
+            passcode: &cfg.passcode,
+            domains: &cfg.collaboration.domains,
+            user_flow: None,
+            terms_of_use: cfg.terms_of_use.as_ref(),
+            tenant_domain: &cfg.tenant_domain,
+        };
+        let at_terms = matches!(record.state, FlowState::TermsOfUse { .. });
+        let t = machine::transition(&env, &record, input(throttle.as_ref().map(|t| t.value.clone())))?;
+        record.state = t.state;
+        let mut batch = WriteBatch::new();
+        let mut mail = None;
+        let mut redeemed = None;
+        let mut failures = None;
+        for effect in t.effects {
+            match effect {
+                Effect::StoreThrottle { record } => {
+                    failures = Some(record.consecutive_failures);
+                    batch.push(Write::Throttle {
+                        tenant_id: self.tenant().to_owned(),
+                        record,
+                        expect: throttle
+                            .as_ref()
+                            .map_or(Expect::Absent, |t| Expect::Version(t.version)),
+                    });
+                }
+                Effect::SendPasscode { to, code } => {
+                    let language = self.language(&r.invitation.value);
+                    let rendered = render_passcode(
+                        language,
+                        &cfg.tenant_name,
+                        code.expose(),
+                        cfg.passcode.lifetime.whole_minutes(),
+                    )?;
+                    mail = Some(Message {
+                        kind: MessageKind::Passcode,
+                        to: Mailbox {
+                            address: to,
+                            name: r.user.value.user.display_name.clone(),
+                        },
+                        subject: rendered.subject,
+                        text_body: rendered.text,
+                        html_body: rendered.html,
+                        language: language.tag(),
+                    });
+                }
+                Effect::CompleteRedemption { identity, acceptance } => {
+                    let redirect_url = self.registered_redirect(&r.invitation.value)?;
+                    let (writes, user) = completion(&r.invitation, &r.user, &identity, acceptance, now)?;
+                    redeemed = Some(Redeemed { user, redirect_url });
+                    for w in writes {
+                        batch.push(w);
+                    }
+                }
+                other => {
+                    return Err(Internal::Corrupt(format!(
+                        "a redemption step asked for the sign-up effect {other:?}"
+                    ))
+                    .into());
+                }
+            }
+        }
+        batch.push(Write::Flow {
+            record: record.clone(),
+            expect,
+        });
+        self.inner.store.commit(batch).await?;
+        let user_id = Some(r.user.value.user.id);
+        let invitation_id = r.invitation.value.invitation.id;
+        let mut page = self.redemption_page(&record.state);
+        if let Some(message) = mail {
+            let sent_to = message.to.address.to_string();
+            match self.inner.mail.send(&message).await {
+                Ok(()) => self.audit(user_id, AuditKind::PasscodeSent).await,
+                Err(reason) => {
+                    // Recorded with the flow, so a reload shows it too. The
+                    // send stays reserved; the write is best effort (a
+                    // racing step may have moved the flow on meanwhile).
+                    if let FlowState::AwaitingPasscode { delivered, .. } = &mut record.state {
+                        *delivered = false;
+                        let stored_at = match expect {
+                            Expect::Absent => 1,
+                            Expect::Version(v) => v + 1,
+                        };
+                        let write = Write::Flow {
+                            record,
+                            expect: Expect::Version(stored_at),
+                        };
+                        let _ = self.inner.store.commit(WriteBatch::new().with(write)).await;
+                    }
+                    page = RedemptionStep::PasscodeNotDelivered { sent_to, reason };
+                }
+            }
+            return Ok(Stepped { page, redeemed });
+        }
+        if let Some(refused) = t.refused {
+            if let Some(consecutive_failures) = failures.filter(|f| *f > 0) {
+                self.audit(user_id, AuditKind::PasscodeFailed { consecutive_failures })
+                    .await;
+            }
+            if refused == PasscodeError::AddressLocked
+                && failures == Some(cfg.passcode.max_consecutive_failures)
+            {
+                self.audit(user_id, AuditKind::AddressLocked).await;
+            }
+            return Err(refused.into());
+        }
+        if redeemed.is_some() {
+            self.audit(user_id, AuditKind::Redeemed { invitation_id }).await;
+        } else if at_terms {
+            self.audit(user_id, AuditKind::TermsOfUseDeclined { invitation_id })
+                .await;
+        } else if matches!(page, RedemptionStep::Declined) {
+            self.audit(user_id, AuditKind::ConsentDeclined { invitation_id })
+                .await;
+        }
+        Ok(Stepped { page, redeemed })
+    }
+
+    /// The page for a redemption flow at `state`.
+    fn redemption_page(&self, state: &FlowState) -> RedemptionStep {
+        let cfg = &self.inner.config;
+        match state {
+            FlowState::AwaitingPasscode { email, delivered, .. } => {
+                let sent_to = email.to_string();
+                if *delivered {
+                    RedemptionStep::EnterPasscode { sent_to }
+                } else {
+                    RedemptionStep::PasscodeNotDelivered {
+                        sent_to,
+                        reason: MailError::Transport {
+                            message: "the passcode mail was not accepted".to_owned(),
+                        },
+                    }
+                }
+            }
+            FlowState::Consent { .. } => RedemptionStep::Consent {
+                organization: cfg.tenant_name.clone(),
+                privacy_statement_url: cfg.privacy_statement_url.as_ref().map(|u| u.to_string()),
+                permissions: CONSENT_PERMISSIONS.to_vec(),
+            },
+            FlowState::TermsOfUse { .. } => match &cfg.terms_of_use {
+                Some(terms) => RedemptionStep::TermsOfUse { terms: terms.clone() },
+                None => RedemptionStep::Declined,
+            },
+            FlowState::Completed { .. } => RedemptionStep::Redeemed,
+            _ => RedemptionStep::Declined,
+        }
+    }
+
+    /// The invitation's redirect URL, if it is still registered.
+    fn registered_redirect(&self, inv: &InvitationRecord) -> Result<url::Url, Error> {
+        let redirect = &inv.invitation.invite_redirect_url;
+        if !self.inner.config.redirect_urls.iter().any(|u| u == redirect) {
+            return Err(InputError::RedirectNotRegistered {
+                url: redirect.clone(),
+            }
+            .into());
+        }
+        url::Url::parse(redirect).map_err(|e| {
+            InputError::Invalid {
+                field: "inviteRedirectUrl",
+                reason: e.to_string(),
+            }
+            .into()
         })
     }
 
-    /// Mails a new passcode for a session waiting for one; the earlier code
-    /// stops working. Rate limited per address.
+    /// Where a redemption flow is, for a page (re)load: the step to show.
+    /// Changes nothing.
     ///
     /// # Errors
     ///
-    /// [`Error::Redemption`] for an unknown, expired or advanced session,
+    /// [`Error::Redemption`] for an unknown or expired flow,
+    /// [`Error::Ticket`] when the invitation was revoked, replaced or
+    /// redeemed meanwhile (a redeemed flow's own invitation shows as
+    /// [`RedemptionStep::Redeemed`]).
+    pub async fn redemption_step(&self, handle: &str) -> Result<RedemptionStep, Error> {
+        if handle.is_empty() || handle.len() > MAX_HANDLE_LEN {
+            return Err(RedemptionError::UnknownSession.into());
+        }
+        let hash = Digest::sha256(handle.as_bytes());
+        let records = self.inner.store.redemption_by_flow(self.tenant(), &hash).await?;
+        match &records.flow {
+            Some(f) if f.value.redemption.is_some() && f.value.state.is_final() => {
+                Ok(self.redemption_page(&f.value.state))
+            }
+            Some(f) if f.value.redemption.is_some() => {
+                let live = self
+                    .live_redemption(handle, f.value.state.name(), |_| true)
+                    .await?;
+                Ok(self.redemption_page(&live.flow.value.state))
+            }
+            _ => Err(RedemptionError::UnknownSession.into()),
+        }
+    }
+
+    /// Mails a new passcode for a redemption waiting for one; the earlier
+    /// code stops working. Rate limited per address.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Redemption`] for an unknown, expired or advanced flow,
     /// [`Error::Ticket`] when the invitation was revoked, replaced or
     /// redeemed meanwhile, [`Error::Passcode`] when rate limited or locked.
     pub async fn resend_passcode(&self, handle: &str) -> Result<RedemptionStep, Error> {
-        let live = self.live_session(handle, SessionStep::AwaitingPasscode).await?;
-        let LiveSession {
-            session,
-            redeemable: r,
-            ..
-        } = live;
-        self.send_passcode(&r, session.value, Expect::Version(session.version))
-            .await
+        let LiveRedemption { flow, redeemable } = self
+            .live_redemption(handle, "passcode", |s| {
+                matches!(s, FlowState::AwaitingPasscode { .. })
+            })
+            .await?;
+        let key = passcode_key(&flow.value.state);
+        let stepped = self
+            .step_redemption(
+                &redeemable,
+                flow.value,
+                Expect::Version(flow.version),
+                Some(&key),
+                |throttle| FlowInput::ResendPasscode {
+                    stored_spelling: None,
+                    throttle,
+                },
+            )
+            .await?;
+        Ok(stepped.page)
     }
 
-    /// Checks the passcode the guest typed. On success the session moves to
+    /// Checks the passcode the guest typed. On success the flow moves to
     /// consent. Every wrong try is counted, per code and per address, with a
     /// conditional write: concurrent guesses cannot share an attempt.
     ///
     /// # Errors
     ///
     /// [`Error::Passcode`] naming why the code was refused,
-    /// [`Error::Redemption`] for an unknown, expired or advanced session,
+    /// [`Error::Redemption`] for an unknown, expired or advanced flow,
     /// [`Error::Ticket`] when the invitation was revoked, replaced or
     /// redeemed meanwhile, [`Error::Store`] on a concurrent attempt (try
     /// again).
     pub async fn submit_passcode(&self, handle: &str, code: &str) -> Result<RedemptionStep, Error> {
-        let cfg = &self.inner.config;
-        let now = self.now();
-        let live = self.live_session(handle, SessionStep::AwaitingPasscode).await?;
-        let LiveSession {
-            session,
-            redeemable: r,
-            passcode,
-        } = live;
-        let passcode = passcode.ok_or(PasscodeError::NotIssued)?;
-        let throttle = self.throttle(r.throttle, &passcode.value.address_key).await?;
-        let outcome = email_otp::check(
-            &cfg.passcode,
-            &cfg.keys,
-            &passcode.value,
-            throttle.as_ref().map(|t| &t.value),
-            code,
-            &session.value.handle_hash,
-            now,
-        );
-        let mut batch = WriteBatch::new();
-        if let Some(record) = outcome.passcode {
-            batch.push(Write::Passcode {
-                record,
-                expect: Expect::Version(passcode.version),
-            });
-        }
-        let failures = outcome.throttle.as_ref().map(|t| t.consecutive_failures);
-        if let Some(record) = outcome.throttle {
-            batch.push(Write::Throttle {
-                tenant_id: self.tenant().to_owned(),
-                record,
-                expect: throttle
-                    .as_ref()
-                    .map_or(Expect::Absent, |t| Expect::Version(t.version)),
-            });
-        }
-        if outcome.verdict.is_ok() {
-            let mut s = session.value.clone();
-            s.step = SessionStep::AwaitingConsent;
-            s.proven_address = Some(passcode.value.address_key.clone());
-            batch.push(Write::Session {
-                record: s,
-                expect: Expect::Version(session.version),
-            });
-        }
-        if !batch.is_empty() {
-            self.inner.store.commit(batch).await?;
-        }
-        let user_id = Some(session.value.user_id);
-        match outcome.verdict {
-            Ok(()) => Ok(RedemptionStep::Consent {
-                organization: cfg.tenant_name.clone(),
-                privacy_statement_url: cfg.privacy_statement_url.as_ref().map(|u| u.to_string()),
-                permissions: CONSENT_PERMISSIONS.to_vec(),
-            }),
-            Err(e) => {
-                if let Some(consecutive_failures) = failures.filter(|f| *f > 0) {
-                    self.audit(user_id, AuditKind::PasscodeFailed { consecutive_failures })
-                        .await;
-                }
-                if e == PasscodeError::AddressLocked
-                    && failures == Some(cfg.passcode.max_consecutive_failures)
-                {
-                    self.audit(user_id, AuditKind::AddressLocked).await;
-                }
-                Err(e.into())
-            }
-        }
+        let LiveRedemption { flow, redeemable } = self
+            .live_redemption(handle, "passcode", |s| {
+                matches!(s, FlowState::AwaitingPasscode { .. })
+            })
+            .await?;
+        let key = passcode_key(&flow.value.state);
+        let code = SecretString::new(code.to_owned());
+        let stepped = self
+            .step_redemption(
+                &redeemable,
+                flow.value,
+                Expect::Version(flow.version),
+                Some(&key),
+                |throttle| FlowInput::SubmitPasscode { code, throttle },
+            )
+            .await?;
+        Ok(stepped.page)
     }
 
-    /// Ends a redemption with the guest's consent decision.
+    /// Answers the consent page.
     ///
-    /// `Accept` completes it exactly once: the user becomes `Accepted` with
-    /// the email identity it proved, the invitation `Completed`, the session
-    /// closed — one conditional write, so of any number of concurrent
-    /// finishes in any number of processes, one succeeds. `Decline` closes
-    /// the session and leaves the invitation pending.
+    /// `Accept` completes the redemption exactly once when the tenant has no
+    /// terms of use: the user becomes `Accepted` with the email identity it
+    /// proved, the invitation `Completed`, the flow closed — one conditional
+    /// write, so of any number of concurrent finishes in any number of
+    /// processes, one succeeds. With terms of use it moves to them
+    /// ([`Finished::TermsOfUse`]; then
+    /// [`answer_terms_of_use`](Self::answer_terms_of_use)). `Decline` closes
+    /// the flow and leaves the invitation pending.
     ///
     /// # Errors
     ///
     /// [`Error::Redemption`] for an unknown, expired or not-yet-consenting
-    /// session, [`Error::Ticket`] when the invitation was revoked, replaced
+    /// flow, [`Error::Ticket`] when the invitation was revoked, replaced
     /// or redeemed meanwhile, [`Error::Input`] when the redirect URL is no
     /// longer registered, [`Error::Store`] when another finish won.
     pub async fn finish_redemption(
@@ -1067,47 +1220,72 @@ impl GuestPass {
         handle: &str,
         decision: ConsentDecision,
     ) -> Result<Finished, Error> {
-        let cfg = &self.inner.config;
-        let LiveSession {
-            session,
-            redeemable: r,
-            ..
-        } = self.live_session(handle, SessionStep::AwaitingConsent).await?;
-        let invitation_id = r.invitation.value.invitation.id;
-        let user_id = r.user.value.user.id;
-        if decision == ConsentDecision::Decline {
-            let mut s = session.value.clone();
-            s.step = SessionStep::Declined;
-            self.inner
-                .store
-                .commit(WriteBatch::new().with(Write::Session {
-                    record: s,
-                    expect: Expect::Version(session.version),
-                }))
-                .await?;
-            self.audit(Some(user_id), AuditKind::ConsentDeclined { invitation_id })
-                .await;
-            return Ok(Finished::Declined);
-        }
-        let redirect = &r.invitation.value.invitation.invite_redirect_url;
-        if !cfg.redirect_urls.iter().any(|u| u == redirect) {
-            return Err(InputError::RedirectNotRegistered {
-                url: redirect.clone(),
-            }
-            .into());
-        }
-        let redirect_url = url::Url::parse(redirect).map_err(|e| InputError::Invalid {
-            field: "inviteRedirectUrl",
-            reason: e.to_string(),
-        })?;
-        let (batch, accepted) = completion(&session, &r.invitation, &r.user, self.now())?;
-        self.inner.store.commit(batch).await?;
-        self.audit(Some(user_id), AuditKind::Redeemed { invitation_id })
-            .await;
-        Ok(Finished::Redeemed(Box::new(Redeemed {
-            user: accepted,
-            redirect_url,
-        })))
+        let accept = decision == ConsentDecision::Accept;
+        self.answer(
+            handle,
+            "consent",
+            |s| matches!(s, FlowState::Consent { .. }),
+            move |_| FlowInput::Consent { accept },
+        )
+        .await
+    }
+
+    /// Answers the terms-of-use page that follows consent when the tenant
+    /// has terms ([`GuestPassBuilder::terms_of_use`]). `Accept` completes the
+    /// redemption exactly once, recording the acceptance (terms id, the
+    /// version shown, time) on the user; `Decline` closes the flow and
+    /// leaves the invitation pending.
+    ///
+    /// # Errors
+    ///
+    /// As [`finish_redemption`](Self::finish_redemption), with
+    /// [`Error::Redemption`] when the flow is not at the terms of use.
+    pub async fn answer_terms_of_use(
+        &self,
+        handle: &str,
+        decision: ConsentDecision,
+    ) -> Result<Finished, Error> {
+        let accept = decision == ConsentDecision::Accept;
+        self.answer(
+            handle,
+            "termsOfUse",
+            |s| matches!(s, FlowState::TermsOfUse { .. }),
+            move |_| FlowInput::AnswerTerms { accept },
+        )
+        .await
+    }
+
+    /// Applies a consent or terms answer.
+    async fn answer(
+        &self,
+        handle: &str,
+        expected: &'static str,
+        at: fn(&FlowState) -> bool,
+        input: impl FnOnce(Option<AddressThrottle>) -> FlowInput,
+    ) -> Result<Finished, Error> {
+        let LiveRedemption { flow, redeemable } = self.live_redemption(handle, expected, at).await?;
+        let stepped = self
+            .step_redemption(
+                &redeemable,
+                flow.value,
+                Expect::Version(flow.version),
+                None,
+                input,
+            )
+            .await?;
+        Ok(match (stepped.redeemed, stepped.page) {
+            (Some(redeemed), _) => Finished::Redeemed(Box::new(redeemed)),
+            (None, RedemptionStep::TermsOfUse { terms }) => Finished::TermsOfUse { terms },
+            (None, _) => Finished::Declined,
+        })
+    }
+}
+
+/// The address key of the passcode a flow waits for.
+fn passcode_key(state: &FlowState) -> String {
+    match state {
+        FlowState::AwaitingPasscode { passcode, .. } => passcode.address_key.clone(),
+        _ => String::new(),
     }
 }
 
@@ -1119,9 +1297,16 @@ struct Redeemable {
     throttle: Option<Versioned<AddressThrottle>>,
 }
 
-/// A session checked live, what it redeems, and its current passcode.
-struct LiveSession {
-    session: Versioned<RedemptionSession>,
+/// A redemption flow checked live, and what it redeems.
+struct LiveRedemption {
+    flow: Versioned<FlowRecord>,
     redeemable: Redeemable,
-    passcode: Option<Versioned<PasscodeRecord>>,
+}
+
+/// What a redemption step ended with.
+struct Stepped {
+    /// The page to show next.
+    page: RedemptionStep,
+    /// The completed redemption, when the step completed it.
+    redeemed: Option<Redeemed>,
 }

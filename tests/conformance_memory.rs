@@ -125,8 +125,7 @@ async fn the_suite_catches_a_broken_store() {
 /// A store that accepts every commit and remembers nothing.
 mod forgetful {
     use guestpass::directory::{
-        AddressThrottle, DirectoryStore, FlowRecord, InvitationRecord, PasscodeRecord, RedemptionSession,
-        UserRecord, Versioned, WriteBatch,
+        AddressThrottle, DirectoryStore, FlowRecord, InvitationRecord, UserRecord, Versioned, WriteBatch,
     };
     use guestpass::error::StoreError;
     use guestpass::id::Id;
@@ -164,14 +163,6 @@ mod forgetful {
         }
 
         async fn invitation(&self, _id: Id) -> Result<Option<Versioned<InvitationRecord>>, StoreError> {
-            Ok(None)
-        }
-
-        async fn session(&self, _h: &Digest) -> Result<Option<Versioned<RedemptionSession>>, StoreError> {
-            Ok(None)
-        }
-
-        async fn passcode(&self, _id: Id) -> Result<Option<Versioned<PasscodeRecord>>, StoreError> {
             Ok(None)
         }
 

@@ -24,7 +24,7 @@ use sqlsupport::{TestDb, pg_exec, service};
 use sqlx::{Connection, Row};
 
 /// The migrations this build ships.
-const MIGRATIONS: [i64; 3] = [1, 2, 3];
+const MIGRATIONS: [i64; 4] = [1, 2, 3, 4];
 
 async fn applied(url: &str) -> Vec<i64> {
     let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
@@ -116,7 +116,7 @@ async fn a_newer_schema_is_refused() {
     assert_eq!(
         err,
         StoreError::Backend {
-            message: "database schema version 20990101000000 is newer than this guestpass (max 3)".into()
+            message: "database schema version 20990101000000 is newer than this guestpass (max 4)".into()
         }
     );
 }
@@ -256,7 +256,8 @@ async fn a_batch_call_cut_off_midway_is_all_or_nothing() {
 
 /// A database an older guestpass brought to schema version 2 (with
 /// records, and the commit function that knows no flows) is brought to
-/// version 3 on connect: its records stay, `commit_batch` is replaced and
+/// version 4 on connect: its records stay, the redemption sessions and
+/// passcodes tables go, `commit_batch` is replaced and
 /// flows commit through it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_version_2_database_is_upgraded() {
@@ -294,6 +295,16 @@ async fn a_version_2_database_is_upgraded() {
 
     let store = Arc::new(PostgresStore::connect(&db.url).await.unwrap());
     assert_eq!(applied(&db.url).await, MIGRATIONS);
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let tables: Vec<(String,)> = sqlx::query_as(
+        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'guestpass' \
+         AND table_name IN ('sessions', 'passcodes', 'flows') ORDER BY table_name",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(tables, [("flows".to_owned(),)], "version 4 keeps flows only");
+    conn.close().await.unwrap();
     sqlsupport::upgraded_store_works(store.clone()).await;
     store.close().await;
     PostgresStore::connect(&db.url).await.unwrap().close().await;

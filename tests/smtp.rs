@@ -568,7 +568,7 @@ async fn invitation_over_smtp_redeems_end_to_end() {
             assert_eq!(r.user.external_user_state, Some(ExternalUserState::Accepted));
             assert_eq!(r.redirect_url.as_str(), REDIRECT);
         }
-        Finished::Declined => panic!("accept declined"),
+        other => panic!("accept did not redeem: {other:?}"),
     }
 }
 

@@ -15,7 +15,7 @@ use sqlsupport::TempDir;
 use sqlx::{Connection, Executor, Row};
 
 /// The migrations this build ships (SQLite has no version 2).
-const MIGRATIONS: [i64; 2] = [1, 3];
+const MIGRATIONS: [i64; 3] = [1, 3, 4];
 
 async fn raw(path: &std::path::Path) -> sqlx::SqliteConnection {
     sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
@@ -121,13 +121,14 @@ async fn a_newer_schema_is_refused() {
     assert_eq!(
         err,
         StoreError::Backend {
-            message: "database schema version 20990101000000 is newer than this guestpass (max 3)".into()
+            message: "database schema version 20990101000000 is newer than this guestpass (max 4)".into()
         }
     );
 }
 
 /// A database an older guestpass created (schema version 1, with records)
-/// is brought to version 3 on open: its records stay and flows work.
+/// is brought to version 4 on open: its records stay, the redemption
+/// sessions and passcodes tables go, and flows work.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_version_1_database_is_upgraded() {
     let dir = TempDir::new("upgrade");
@@ -155,6 +156,16 @@ async fn a_version_1_database_is_upgraded() {
 
     let store = Arc::new(SqliteStore::open(&path).await.unwrap());
     assert_eq!(applied(&path).await, MIGRATIONS);
+    let mut conn = raw(&path).await;
+    let tables: Vec<(String,)> = sqlx::query_as(
+        "SELECT name FROM sqlite_master WHERE type = 'table' \
+         AND name IN ('sessions', 'passcodes', 'flows') ORDER BY name",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(tables, [("flows".to_owned(),)], "version 4 keeps flows only");
+    conn.close().await.unwrap();
     sqlsupport::upgraded_store_works(store.clone()).await;
     store.close().await;
     // Reopening the upgraded file applies nothing more.

@@ -1,7 +1,8 @@
-//! Drives the pure sign-up state machine with structured random input
+//! Drives the pure flow state machine — a sign-up, or an invitation
+//! redemption with or without terms of use — with structured random input
 //! sequences (connector answers built from raw response bytes, form bodies
-//! decoded by the flow's attribute spec, clock jumps) and checks, after
-//! every step:
+//! decoded by the flow's attribute spec, consent and terms answers, clock
+//! jumps) and checks, after every step:
 //!
 //! - no panic, whatever the sequence;
 //! - a refused input changes nothing (the harness keeps the old record)
@@ -10,12 +11,15 @@
 //! - a user is created at most once per flow, only by a transition to
 //!   `Completed` that also issues the token, and only after the address was
 //!   proven by the code the flow mailed;
+//! - a redemption completes at most once, only after the address was
+//!   proven, with the terms accepted exactly when the tenant has terms, and
+//!   never performs a sign-up effect;
 //! - a passcode stored in the flow is bound to this flow's handle.
 #![no_main]
 
 use std::sync::OnceLock;
 
-use guestpass::directory::{AddressThrottle, FlowRecord};
+use guestpass::directory::{AddressThrottle, FlowRecord, RedemptionBinding};
 use guestpass::email::EmailAddress;
 use guestpass::flow::config::{IdentityProviderKind, SignUpConfig};
 use guestpass::flow::connector::{self, ConnectorStep};
@@ -26,7 +30,7 @@ use guestpass::http::{HeaderMap, HeaderValue, StatusCode, header};
 use guestpass::id::Id;
 use guestpass::idp::PasscodePolicy;
 use guestpass::keys::{KeyRing, SigningKey};
-use guestpass::policy::DomainRestriction;
+use guestpass::policy::{DomainRestriction, TermsOfUse};
 use guestpass::random::SeededRandom;
 use guestpass::secret::{Digest, SecretString};
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
@@ -78,12 +82,19 @@ enum Op {
     Review(u8),
     Admin(bool),
     Resume,
+    SendFirst,
+    Consent(bool),
+    Terms(bool),
     Wait(u8),
 }
 
 #[derive(Debug, Arbitrary)]
 struct Input {
     seed: u64,
+    /// Run an invitation redemption instead of a sign-up.
+    redemption: bool,
+    /// The tenant has terms of use.
+    terms: bool,
     ops: Vec<Op>,
 }
 
@@ -129,10 +140,19 @@ fuzz_target!(|input: Input| {
         user_flow_id: "signup".into(),
         client_id: "app".into(),
         redirect_uri: "https://app.example/done".into(),
+        redemption: input.redemption.then(|| RedemptionBinding {
+            invitation_id: Id::from_bytes([4; 16]),
+            user_id: Id::from_bytes([5; 16]),
+            verifier_hash: Digest::sha256(b"verifier"),
+        }),
         nonce: None,
         app_state: None,
         ui_locales: Some("de-DE en".into()),
-        state: FlowState::ChooseProvider,
+        state: if input.redemption {
+            FlowState::Invited
+        } else {
+            FlowState::ChooseProvider
+        },
         created_at: start,
         expires_at: start + Duration::hours(1),
     };
@@ -140,6 +160,9 @@ fuzz_target!(|input: Input| {
     let mut last_code: Option<SecretString> = None;
     let mut proven = false;
     let mut users_created = 0u32;
+    let mut redemptions = 0u32;
+    let terms = TermsOfUse::new("terms", "Terms", "https://contoso.example/terms", 3).ok();
+    let terms = terms.as_ref().filter(|_| input.terms);
 
     for op in input.ops.into_iter().take(64) {
         let flow_input = match op {
@@ -223,6 +246,15 @@ fuzz_target!(|input: Input| {
                 message: None,
             },
             Op::Resume => FlowInput::Resume,
+            Op::SendFirst => FlowInput::SendPasscode {
+                to: match EmailAddress::parse(ADDRESSES[0]) {
+                    Ok(e) => e,
+                    Err(_) => continue,
+                },
+                throttle: throttle.clone(),
+            },
+            Op::Consent(accept) => FlowInput::Consent { accept },
+            Op::Terms(accept) => FlowInput::AnswerTerms { accept },
             Op::Wait(minutes) => {
                 now += Duration::minutes(i64::from(minutes));
                 continue;
@@ -234,7 +266,8 @@ fuzz_target!(|input: Input| {
             keys,
             passcode: &policy,
             domains: &domains,
-            user_flow: uf,
+            user_flow: Some(uf),
+            terms_of_use: terms,
             tenant_domain: "contoso.example",
         };
         let was_final = flow.state.is_final();
@@ -243,9 +276,31 @@ fuzz_target!(|input: Input| {
         };
         assert!(!was_final, "a final state accepted an input");
         if matches!(flow.state, FlowState::AwaitingPasscode { .. })
-            && matches!(t.state, FlowState::Authenticated { .. })
+            && matches!(
+                t.state,
+                FlowState::Authenticated { .. } | FlowState::Consent { .. }
+            )
         {
             proven = true;
+        }
+        for e in &t.effects {
+            match e {
+                Effect::CompleteRedemption { acceptance, .. } => {
+                    assert!(input.redemption, "a sign-up completed a redemption");
+                    assert!(proven, "redeemed before the address was proven");
+                    assert!(matches!(t.state, FlowState::Completed { .. }));
+                    assert_eq!(acceptance.is_some(), terms.is_some(), "terms acceptance");
+                    redemptions += 1;
+                }
+                Effect::CreateUser { .. }
+                | Effect::IssueToken { .. }
+                | Effect::LookUpAccount { .. }
+                | Effect::CallConnector { .. }
+                | Effect::ReviewApproval { .. } => {
+                    assert!(!input.redemption, "a redemption performed a sign-up effect");
+                }
+                _ => {}
+            }
         }
         let creates = t
             .effects
@@ -289,4 +344,5 @@ fuzz_target!(|input: Input| {
         }
     }
     assert!(users_created <= 1, "one flow created {users_created} users");
+    assert!(redemptions <= 1, "one flow redeemed {redemptions} times");
 });

@@ -32,8 +32,7 @@ use time::macros::datetime;
 use super::{
     AddressThrottle, CreationType, DirectoryStore, Expect, ExternalUserState, FlowRecord, Invitation,
     InvitationRecord, InvitationStatus, InvitedUserMessageInfo, ObjectIdentity, ObjectRef, PasscodeRecord,
-    RedemptionRecords, RedemptionSession, SessionStep, SignInType, User, UserRecord, UserType, Write,
-    WriteBatch,
+    RedemptionBinding, RedemptionRecords, SignInType, User, UserRecord, UserType, Write, WriteBatch,
 };
 use crate::email::EmailAddress;
 use crate::error::StoreError;
@@ -71,6 +70,7 @@ pub fn user(tenant: &str, n: u8, local: &str) -> UserRecord {
             account_enabled: true,
             sponsors: Vec::new(),
             created_date_time: T0 + time::Duration::seconds(i64::from(n)),
+            agreement_acceptances: Vec::new(),
             attributes: Default::default(),
         },
         tenant_id: tenant.to_owned(),
@@ -141,32 +141,14 @@ where
     racing_flow_inserts_have_one_winner(make().await).await;
 }
 
-/// Every record kind reads back as written, at version 1, then 2.
+/// Every record kind reads back as written, at version 1: a user, an
+/// invitation, passcode counters and a redemption flow (its binding and its
+/// inline passcode included), by handle and by id; the flow then advances
+/// at its version, to 2 and 3.
 pub async fn records_round_trip(store: Arc<dyn DirectoryStore>) {
     let u = user("t1", 1, "alice");
     let inv = invitation("t1", 1, &u);
-    let session = RedemptionSession {
-        handle_hash: Digest::sha256(b"handle"),
-        tenant_id: "t1".into(),
-        invitation_id: inv.invitation.id,
-        user_id: u.user.id,
-        verifier_hash: Digest::sha256(b"verifier"),
-        step: SessionStep::AwaitingPasscode,
-        passcode_id: Some(id(7)),
-        proven_address: None,
-        created_at: T0,
-        expires_at: T0 + time::Duration::hours(1),
-    };
-    let passcode = PasscodeRecord {
-        id: id(7),
-        bound_to: session.handle_hash,
-        address_key: "alice@fabrikam.example".into(),
-        code_hash: Digest::sha256(b"code"),
-        attempts: 0,
-        consumed: false,
-        issued_at: T0,
-        expires_at: T0 + time::Duration::minutes(10),
-    };
+    let rf = redemption_flow("t1", 1, &inv);
     let throttle = AddressThrottle {
         address_key: "alice@fabrikam.example".into(),
         consecutive_failures: 3,
@@ -181,12 +163,8 @@ pub async fn records_round_trip(store: Arc<dyn DirectoryStore>) {
             record: inv.clone(),
             expect: Expect::Absent,
         })
-        .with(Write::Session {
-            record: session.clone(),
-            expect: Expect::Absent,
-        })
-        .with(Write::Passcode {
-            record: passcode.clone(),
+        .with(Write::Flow {
+            record: rf.clone(),
             expect: Expect::Absent,
         })
         .with(Write::Throttle {
@@ -218,17 +196,21 @@ pub async fn records_round_trip(store: Arc<dyn DirectoryStore>) {
         .expect("invitation reads back");
     assert_eq!((got.value, got.version), (inv, 1));
     let got = store
-        .session(&session.handle_hash)
+        .flow("t1", &rf.handle_hash)
         .await
         .unwrap()
-        .expect("session reads back");
-    assert_eq!((got.value, got.version), (session, 1));
+        .expect("redemption flow reads back by handle");
+    assert_eq!(
+        (got.value, got.version),
+        (rf.clone(), 1),
+        "the binding and the inline passcode survive"
+    );
     let got = store
-        .passcode(passcode.id)
+        .flow_by_id("t1", rf.id)
         .await
         .unwrap()
-        .expect("passcode reads back");
-    assert_eq!((got.value, got.version), (passcode.clone(), 1));
+        .expect("redemption flow reads back by id");
+    assert_eq!((got.value, got.version), (rf.clone(), 1));
     let got = store
         .throttle("t1", "alice@fabrikam.example")
         .await
@@ -236,19 +218,48 @@ pub async fn records_round_trip(store: Arc<dyn DirectoryStore>) {
         .expect("throttle reads back");
     assert_eq!((got.value, got.version), (throttle, 1));
     assert!(store.user("t1", id(99)).await.unwrap().is_none());
-    assert!(store.passcode(id(99)).await.unwrap().is_none());
+    assert!(store.flow("t1", &redemption_handle(99)).await.unwrap().is_none());
+    assert!(
+        store.flow("t2", &rf.handle_hash).await.unwrap().is_none(),
+        "another tenant's redemption flow"
+    );
 
-    let mut used = passcode;
-    used.consumed = true;
+    // A wrong try counts on the inline passcode.
+    let FlowState::AwaitingPasscode {
+        email,
+        mut passcode,
+        delivered,
+    } = rf.state.clone()
+    else {
+        panic!("a redemption flow starts awaiting its passcode");
+    };
+    passcode.attempts = 1;
+    let mut counted = rf.clone();
+    counted.state = FlowState::AwaitingPasscode {
+        email: email.clone(),
+        passcode,
+        delivered,
+    };
     store
-        .commit(WriteBatch::new().with(Write::Passcode {
-            record: used.clone(),
-            expect: Expect::Version(1),
-        }))
+        .commit(put_flow(counted.clone(), Expect::Version(1)))
         .await
         .expect("update at the current version commits");
-    let got = store.passcode(used.id).await.unwrap().unwrap();
-    assert_eq!((got.value, got.version), (used, 2));
+    let got = store.flow("t1", &rf.handle_hash).await.unwrap().unwrap();
+    assert_eq!((got.value, got.version), (counted, 2), "the counted passcode");
+
+    // The address is proven: the flow waits for consent.
+    let mut proven = rf.clone();
+    proven.state = FlowState::Consent {
+        identity: mail_identity(&email),
+    };
+    store
+        .commit(put_flow(proven.clone(), Expect::Version(2)))
+        .await
+        .expect("update at the current version commits");
+    let got = store.flow_by_id("t1", rf.id).await.unwrap().unwrap();
+    assert_eq!((got.value, got.version), (proven.clone(), 3));
+    let got = store.flow("t1", &rf.handle_hash).await.unwrap().unwrap();
+    assert_eq!((got.value, got.version), (proven, 3));
 
     let mut all = vec![user("t1", 3, "carol"), user("t1", 2, "bob")];
     for r in &all {
@@ -319,23 +330,25 @@ pub async fn batches_are_all_or_nothing(store: Arc<dyn DirectoryStore>) {
             record: changed,
             expect: Expect::Version(1),
         })
-        .with(Write::Passcode {
-            record: PasscodeRecord {
-                id: id(9),
-                bound_to: Digest::sha256(b"x"),
-                address_key: "alice@fabrikam.example".into(),
-                code_hash: Digest::sha256(b"y"),
-                attempts: 0,
-                consumed: false,
-                issued_at: T0,
-                expires_at: T0,
-            },
+        .with(Write::Flow {
+            record: redemption_flow("t1", 9, &inv),
             expect: Expect::Version(4),
         });
-    assert!(store.commit(batch).await.is_err());
+    let r = store.commit(batch).await;
+    assert!(
+        matches!(r, Err(StoreError::Conflict { record: "flow", .. })),
+        "an update of an absent flow: {r:?}"
+    );
     assert!(
         store.invitation(inv.invitation.id).await.unwrap().is_none(),
         "insert rolled back"
+    );
+    assert!(
+        store
+            .flow_by_id("t1", redemption_flow_id(9))
+            .await
+            .unwrap()
+            .is_none()
     );
     let got = store.user("t1", u.user.id).await.unwrap().unwrap();
     assert_eq!((got.value, got.version), (u.clone(), 1), "update rolled back");
@@ -608,119 +621,145 @@ pub async fn multi_user_batches_keep_indexes(store: Arc<dyn DirectoryStore>) {
     assert!(store.user("t1", id(3)).await.unwrap().is_some());
 }
 
-/// `purge_expired` removes expired sessions and passcodes and clears expired
-/// ticket bindings, oldest first and at most `limit` of each kind per call;
-/// live records, users and passcode counters stay.
+/// `purge_expired` deletes expired flows (redemptions and sign-ups alike)
+/// and clears expired ticket bindings, oldest expiry first and at most
+/// `limit` of each kind per call; live flows and tickets, the invitations a
+/// purged flow redeems, users and passcode counters stay.
 pub async fn purge_is_bounded_and_spares_live_records(store: Arc<dyn DirectoryStore>) {
     use crate::directory::TicketBinding;
+    let hours = time::Duration::hours;
     let u = user("t1", 1, "alice");
-    let mut batch = WriteBatch::new().with(Write::User {
-        record: u.clone(),
-        expect: Expect::Absent,
-    });
-    // Expiries: 3 expired (at T0-3h, -2h, -1h) and 1 live (T0+1h) of each kind.
-    let offsets = [-3i64, -2, -1, 1];
-    for (i, h) in offsets.iter().enumerate() {
-        let at = T0 + time::Duration::hours(*h);
-        let n = i as u8;
-        batch.push(Write::Session {
-            record: RedemptionSession {
-                handle_hash: Digest::sha256(&[n]),
-                tenant_id: "t1".into(),
-                invitation_id: id(100),
-                user_id: u.user.id,
-                verifier_hash: Digest::sha256(b"v"),
-                step: SessionStep::AwaitingPasscode,
-                passcode_id: None,
-                proven_address: None,
-                created_at: T0 - time::Duration::days(1),
-                expires_at: at,
-            },
-            expect: Expect::Absent,
-        });
-        batch.push(Write::Passcode {
-            record: PasscodeRecord {
-                id: id(10 + n),
-                bound_to: Digest::sha256(&[n]),
-                address_key: "alice@fabrikam.example".into(),
-                code_hash: Digest::sha256(b"c"),
-                attempts: 0,
-                consumed: false,
-                issued_at: T0 - time::Duration::days(1),
-                expires_at: at,
-            },
-            expect: Expect::Absent,
-        });
-        let mut inv = invitation("t1", 10 + n, &u);
-        inv.ticket = Some(TicketBinding {
-            verifier_hash: Digest::sha256(&[n]),
-            expires_at: at,
-        });
-        batch.push(Write::Invitation {
-            record: inv,
-            expect: Expect::Absent,
-        });
+    // Of each kind, three expired and one live, oldest first; numbered
+    // against their expiry, so a purge in id order shows.
+    let ticket_expiries = [T0 - hours(3), T0 - hours(2), T0 - hours(1), T0 + hours(1)];
+    let invs: Vec<InvitationRecord> = ticket_expiries
+        .iter()
+        .zip([14u8, 13, 12, 11])
+        .map(|(at, n)| {
+            let mut inv = invitation("t1", n, &u);
+            inv.ticket = Some(TicketBinding {
+                verifier_hash: Digest::sha256(&[n]),
+                expires_at: *at,
+            });
+            inv
+        })
+        .collect();
+    let mut flows = [
+        redemption_flow("t1", 4, &invs[0]),
+        flow("t1", 3, awaiting_approval("signup")),
+        // An expired redemption of the invitation whose ticket is live.
+        redemption_flow("t1", 2, &invs[3]),
+        redemption_flow("t1", 1, &invs[3]),
+    ];
+    // The third expires exactly at `now`.
+    let flow_expiries = [T0 - hours(3), T0 - hours(2), T0, T0 + hours(1)];
+    for (f, at) in flows.iter_mut().zip(flow_expiries) {
+        f.created_at = T0 - time::Duration::days(1);
+        f.expires_at = at;
     }
     let throttle = AddressThrottle {
         address_key: "alice@fabrikam.example".into(),
         consecutive_failures: 7,
         recent_sends: vec![T0 - time::Duration::days(2)],
     };
+    let mut batch = WriteBatch::new().with(Write::User {
+        record: u.clone(),
+        expect: Expect::Absent,
+    });
     batch.push(Write::Throttle {
         tenant_id: "t1".into(),
         record: throttle.clone(),
         expect: Expect::Absent,
     });
+    // Written neither in id nor in expiry order.
+    for k in [2, 0, 3, 1] {
+        batch.push(Write::Invitation {
+            record: invs[k].clone(),
+            expect: Expect::Absent,
+        });
+        batch.push(Write::Flow {
+            record: flows[k].clone(),
+            expect: Expect::Absent,
+        });
+    }
     store.commit(batch).await.unwrap();
 
+    assert_eq!(
+        store.purge_expired(T0, 0).await.unwrap().total(),
+        0,
+        "limit 0 purges nothing"
+    );
     let first = store.purge_expired(T0, 2).await.unwrap();
     assert_eq!(
         first,
-        super::PurgeReport {
-            sessions: 2,
-            passcodes: 2,
-            tickets: 2,
-            flows: 0,
-        },
+        super::PurgeReport { tickets: 2, flows: 2 },
         "bounded by the limit"
     );
-    // The two oldest went first.
-    assert!(store.session(&Digest::sha256(&[0])).await.unwrap().is_none());
-    assert!(store.session(&Digest::sha256(&[1])).await.unwrap().is_none());
-    assert!(store.session(&Digest::sha256(&[2])).await.unwrap().is_some());
-    assert!(store.passcode(id(10)).await.unwrap().is_none());
-    assert!(store.passcode(id(12)).await.unwrap().is_some());
-    let cleared = store.invitation(id(110)).await.unwrap().unwrap();
+    // The two oldest of each kind went first.
+    for f in &flows[..2] {
+        assert!(
+            store.flow("t1", &f.handle_hash).await.unwrap().is_none(),
+            "an expired flow is purged oldest first: {}",
+            f.id
+        );
+        assert!(store.flow_by_id("t1", f.id).await.unwrap().is_none());
+    }
+    let next = store
+        .flow_by_id("t1", flows[2].id)
+        .await
+        .unwrap()
+        .expect("the third oldest flow waits for the next purge");
+    assert_eq!((next.value, next.version), (flows[2].clone(), 1));
+    for inv in &invs[..2] {
+        let got = store
+            .invitation(inv.invitation.id)
+            .await
+            .unwrap()
+            .expect("a purge never deletes an invitation");
+        let mut cleared = inv.clone();
+        cleared.ticket = None;
+        assert_eq!(
+            (got.value, got.version),
+            (cleared, 2),
+            "binding cleared, version bumped, the rest kept"
+        );
+    }
+    let next = store.invitation(invs[2].invitation.id).await.unwrap().unwrap();
     assert_eq!(
-        (cleared.value.ticket.clone(), cleared.version),
-        (None, 2),
-        "binding cleared, version bumped"
-    );
-    assert_eq!(
-        cleared.value.invitation.status,
-        InvitationStatus::PendingAcceptance,
-        "the invitation stays"
+        (next.value, next.version),
+        (invs[2].clone(), 1),
+        "the third oldest ticket waits for the next purge"
     );
 
     let second = store.purge_expired(T0, 100).await.unwrap();
     assert_eq!(
         second,
-        super::PurgeReport {
-            sessions: 1,
-            passcodes: 1,
-            tickets: 1,
-            flows: 0,
-        }
+        super::PurgeReport { tickets: 1, flows: 1 },
+        "the rest of what expired, a flow expiring exactly now included"
     );
+    assert!(store.flow_by_id("t1", flows[2].id).await.unwrap().is_none());
+    let cleared = store.invitation(invs[2].invitation.id).await.unwrap().unwrap();
+    assert_eq!((cleared.value.ticket, cleared.version), (None, 2));
     let third = store.purge_expired(T0, 100).await.unwrap();
     assert_eq!(third.total(), 0, "nothing left to purge");
 
-    // Live records, the user and the counters are untouched.
-    assert!(store.session(&Digest::sha256(&[3])).await.unwrap().is_some());
-    assert!(store.passcode(id(13)).await.unwrap().is_some());
-    let live = store.invitation(id(113)).await.unwrap().unwrap();
-    assert!(live.value.ticket.is_some() && live.version == 1);
-    assert_eq!(store.user("t1", u.user.id).await.unwrap().unwrap().version, 1);
+    // Live records, the invitations purged flows redeemed, the user and
+    // the counters are untouched.
+    for got in [
+        store.flow("t1", &flows[3].handle_hash).await.unwrap(),
+        store.flow_by_id("t1", flows[3].id).await.unwrap(),
+    ] {
+        let got = got.expect("the live redemption flow stays");
+        assert_eq!((got.value, got.version), (flows[3].clone(), 1));
+    }
+    let live = store.invitation(invs[3].invitation.id).await.unwrap().unwrap();
+    assert_eq!(
+        (live.value, live.version),
+        (invs[3].clone(), 1),
+        "the live ticket, whose expired flow was purged, stays"
+    );
+    let got = store.user("t1", u.user.id).await.unwrap().unwrap();
+    assert_eq!((got.value, got.version), (u, 1));
     let t = store
         .throttle("t1", "alice@fabrikam.example")
         .await
@@ -729,31 +768,79 @@ pub async fn purge_is_bounded_and_spares_live_records(store: Arc<dyn DirectorySt
     assert_eq!((t.value, t.version), (throttle, 1));
 }
 
-fn session_for(tenant: &str, n: u8, inv: &InvitationRecord, passcode: Option<Id>) -> RedemptionSession {
-    RedemptionSession {
-        handle_hash: Digest::sha256(&[b's', n]),
-        tenant_id: tenant.to_owned(),
-        invitation_id: inv.invitation.id,
-        user_id: inv.invitation.invited_user.id,
-        verifier_hash: Digest::sha256(b"verifier"),
-        step: SessionStep::AwaitingPasscode,
-        passcode_id: passcode,
-        proven_address: None,
-        created_at: T0,
-        expires_at: T0 + time::Duration::hours(1),
+// ---------------------------------------------------------------------------
+// Redemption flows.
+
+fn redemption_flow_id(n: u8) -> Id {
+    let mut b = [0u8; 16];
+    b[0] = 0xf2;
+    b[1] = n;
+    Id::from_bytes(b)
+}
+
+fn redemption_handle(n: u8) -> Digest {
+    Digest::sha256(&[b'r', n])
+}
+
+/// The passcode redemption flow `n` holds inline, sent to `address_key`.
+fn inline_passcode(n: u8, address_key: &str) -> PasscodeRecord {
+    let mut b = [0u8; 16];
+    b[0] = 0xc0;
+    b[1] = n;
+    PasscodeRecord {
+        id: Id::from_bytes(b),
+        bound_to: redemption_handle(n),
+        address_key: address_key.to_owned(),
+        code_hash: Digest::sha256(&[b'c', n]),
+        attempts: 0,
+        consumed: false,
+        issued_at: T0 + time::Duration::seconds(i64::from(n)),
+        expires_at: T0 + time::Duration::minutes(10),
     }
 }
 
-fn passcode_for(n: u8, address_key: &str) -> PasscodeRecord {
-    PasscodeRecord {
-        id: id(40 + n),
-        bound_to: Digest::sha256(&[b's', n]),
-        address_key: address_key.to_owned(),
-        code_hash: Digest::sha256(&[b'c', n]),
-        attempts: u32::from(n),
-        consumed: false,
-        issued_at: T0,
-        expires_at: T0 + time::Duration::minutes(10),
+/// The identity a guest proves by a passcode sent to `email`.
+fn mail_identity(email: &EmailAddress) -> FlowIdentity {
+    FlowIdentity {
+        issuer: "mail".into(),
+        subject: email.comparison_key().to_owned(),
+        email: email.clone(),
+    }
+}
+
+/// A flow of `tenant` redeeming `inv` (bound to its invitation, its invited
+/// user and its ticket's verifier), started at `T0 + n s`, live for an hour
+/// and waiting for the passcode sent to the invited address, which it holds
+/// inline; for tests.
+pub fn redemption_flow(tenant: &str, n: u8, inv: &InvitationRecord) -> FlowRecord {
+    let email = inv.invitation.invited_user_email_address.clone();
+    let passcode = inline_passcode(n, email.comparison_key());
+    let verifier_hash = inv
+        .ticket
+        .as_ref()
+        .map_or_else(|| Digest::sha256(&[b'v', n]), |t| t.verifier_hash);
+    FlowRecord {
+        id: redemption_flow_id(n),
+        handle_hash: redemption_handle(n),
+        tenant_id: tenant.to_owned(),
+        user_flow_id: String::new(),
+        client_id: String::new(),
+        redirect_uri: inv.invitation.invite_redirect_url.clone(),
+        redemption: Some(RedemptionBinding {
+            invitation_id: inv.invitation.id,
+            user_id: inv.invitation.invited_user.id,
+            verifier_hash,
+        }),
+        nonce: None,
+        app_state: None,
+        ui_locales: None,
+        state: FlowState::AwaitingPasscode {
+            email,
+            passcode,
+            delivered: true,
+        },
+        created_at: T0 + time::Duration::seconds(i64::from(n)),
+        expires_at: T0 + time::Duration::hours(1),
     }
 }
 
@@ -784,31 +871,56 @@ async fn expected_by_invitation(store: &dyn DirectoryStore, tenant: &str, inv: I
     out
 }
 
-/// What [`DirectoryStore::redemption_by_session`] must return, from the
-/// single reads.
-async fn expected_by_session(store: &dyn DirectoryStore, tenant: &str, hash: &Digest) -> RedemptionRecords {
-    let Some(session) = store.session(hash).await.unwrap() else {
+/// What [`DirectoryStore::redemption_by_flow`] must return, from the single
+/// reads.
+async fn expected_by_flow(store: &dyn DirectoryStore, tenant: &str, hash: &Digest) -> RedemptionRecords {
+    let Some(flow) = store.flow(tenant, hash).await.unwrap() else {
         return RedemptionRecords::default();
     };
-    if session.value.tenant_id != tenant {
-        return RedemptionRecords::default();
-    }
-    let mut out = expected_by_invitation(store, tenant, session.value.invitation_id).await;
-    if let Some(pid) = session.value.passcode_id {
-        out.passcode = store.passcode(pid).await.unwrap();
-    }
-    if let Some(p) = &out.passcode {
-        out.throttle = store.throttle(tenant, &p.value.address_key).await.unwrap();
-    }
-    out.session = Some(session);
+    let mut out = match &flow.value.redemption {
+        Some(binding) => expected_by_invitation(store, tenant, binding.invitation_id).await,
+        None => RedemptionRecords::default(),
+    };
+    out.flow = Some(flow);
     out
 }
 
+/// Which records a joined read returned, at which versions: the flow's,
+/// the invitation's and the user's ids, and the counters' address key.
+type Shape = (
+    Option<(Id, u64)>,
+    Option<(Id, u64)>,
+    Option<(Id, u64)>,
+    Option<(String, u64)>,
+);
+
+fn shape(r: &RedemptionRecords) -> Shape {
+    (
+        r.flow.as_ref().map(|f| (f.value.id, f.version)),
+        r.invitation.as_ref().map(|i| (i.value.invitation.id, i.version)),
+        r.user.as_ref().map(|u| (u.value.user.id, u.version)),
+        r.throttle
+            .as_ref()
+            .map(|t| (t.value.address_key.clone(), t.version)),
+    )
+}
+
 /// The joined reads a redemption step makes return exactly what the single
-/// reads return: for a live session with its passcode, a session whose
-/// passcode is gone, a passcode for an older address, no passcode, another
-/// tenant's session and invitation, a missing user, a user without mail,
-/// and unknown keys; with versions above 1.
+/// reads return, with versions above 1.
+///
+/// By invitation: a live one; another tenant's, also one naming a user of
+/// the tenant read for (no user); a missing user; a user without mail; a
+/// user without counters (another tenant's counters for the address stay
+/// hidden); an unknown id.
+///
+/// By flow: a live redemption; one whose invitation is missing; one of
+/// another tenant's invitation (no user, even when the invitation names a
+/// user of the flow's tenant); a user without counters; a missing user; a
+/// user without mail; a passcode sent to an older address and a binding
+/// naming another user (the user and counters still follow the
+/// invitation); another tenant's flows; a sign-up (the flow alone); an
+/// unknown handle. Every flow read from the other tenant is absent, and so
+/// is everything it would bring.
 pub async fn joined_reads_match_single_reads(store: Arc<dyn DirectoryStore>) {
     let alice = user("t1", 1, "alice");
     let mut nomail = user("t1", 2, "nomail");
@@ -816,44 +928,31 @@ pub async fn joined_reads_match_single_reads(store: Arc<dyn DirectoryStore>) {
     nomail.user.mail = None;
     let bob = user("t2", 3, "bob");
     let ghost = user("t1", 4, "ghost"); // never stored
+    let carol = user("t1", 5, "carol"); // no counters in t1
     let inv_alice = invitation("t1", 1, &alice);
     let inv_bob = invitation("t2", 3, &bob);
     let inv_ghost = invitation("t1", 4, &ghost);
-    let sessions = [
-        session_for("t1", 1, &inv_alice, Some(id(41))), // its passcode, alice's address
-        session_for("t1", 2, &inv_alice, Some(id(60))), // passcode gone
-        session_for("t1", 3, &inv_alice, Some(id(43))), // passcode for an older address
-        session_for("t1", 4, &inv_alice, None),
-        session_for("t2", 5, &inv_alice, Some(id(41))), // another tenant's session
-        session_for("t1", 6, &inv_bob, None),           // another tenant's invitation
-        session_for("t1", 7, &inv_ghost, None),         // the user is missing
-        session_for("t1", 8, &inv_nomail, None),        // a user without mail
-    ];
+    let inv_carol = invitation("t1", 5, &carol);
+    let inv_missing = invitation("t1", 6, &alice); // never stored
+    // Another tenant's invitation naming a user of this tenant.
+    let inv_foreign = invitation("t2", 7, &alice);
     let mut batch = WriteBatch::new();
-    for u in [&alice, &nomail, &bob] {
+    for u in [&alice, &nomail, &bob, &carol] {
         batch.push(Write::User {
             record: u.clone(),
             expect: Expect::Absent,
         });
     }
-    for i in [&inv_alice, &inv_nomail, &inv_bob, &inv_ghost] {
+    for i in [
+        &inv_alice,
+        &inv_nomail,
+        &inv_bob,
+        &inv_ghost,
+        &inv_carol,
+        &inv_foreign,
+    ] {
         batch.push(Write::Invitation {
             record: i.clone(),
-            expect: Expect::Absent,
-        });
-    }
-    for s in &sessions {
-        batch.push(Write::Session {
-            record: s.clone(),
-            expect: Expect::Absent,
-        });
-    }
-    for p in [
-        passcode_for(1, "alice@fabrikam.example"),
-        passcode_for(3, "old@fabrikam.example"),
-    ] {
-        batch.push(Write::Passcode {
-            record: p,
             expect: Expect::Absent,
         });
     }
@@ -862,6 +961,7 @@ pub async fn joined_reads_match_single_reads(store: Arc<dyn DirectoryStore>) {
         ("t1", "old@fabrikam.example", 2),
         ("t2", "bob@fabrikam.example", 3),
         ("t2", "alice@fabrikam.example", 4),
+        ("t2", "carol@fabrikam.example", 5),
     ] {
         batch.push(Write::Throttle {
             tenant_id: tenant.into(),
@@ -869,21 +969,162 @@ pub async fn joined_reads_match_single_reads(store: Arc<dyn DirectoryStore>) {
             expect: Expect::Absent,
         });
     }
+
+    let live = redemption_flow("t1", 1, &inv_alice);
+    let mut carol_flow = redemption_flow("t1", 4, &inv_carol);
+    carol_flow.state = FlowState::Consent {
+        identity: mail_identity(carol.user.mail.as_ref().unwrap()),
+    };
+    let mut ghost_flow = redemption_flow("t1", 5, &inv_ghost);
+    ghost_flow.state = FlowState::Declined;
+    let mut old_address = redemption_flow("t1", 7, &inv_alice);
+    old_address.state = FlowState::AwaitingPasscode {
+        email: EmailAddress::parse("old@fabrikam.example").unwrap(),
+        passcode: inline_passcode(7, "old@fabrikam.example"),
+        delivered: false,
+    };
+    let mut other_user = redemption_flow("t1", 8, &inv_alice);
+    other_user.redemption = Some(RedemptionBinding {
+        invitation_id: inv_alice.invitation.id,
+        user_id: carol.user.id,
+        verifier_hash: Digest::sha256(b"verifier"),
+    });
+    let signup = flow("t1", 1, awaiting_approval("alice"));
+
+    // Each flow, what reading it from its own tenant returns (ids and
+    // versions), and what the case is.
+    let inv_at = |i: &InvitationRecord, v: u64| Some((i.invitation.id, v));
+    let user_at = |u: &UserRecord, v: u64| Some((u.user.id, v));
+    let flow_at = |f: &FlowRecord, v: u64| Some((f.id, v));
+    let counters = |key: &str, v: u64| Some((key.to_owned(), v));
+    let cases: Vec<(&str, FlowRecord, Shape)> = vec![
+        (
+            "a live redemption",
+            live.clone(),
+            (
+                flow_at(&live, 3),
+                inv_at(&inv_alice, 2),
+                user_at(&alice, 2),
+                counters("alice@fabrikam.example", 2),
+            ),
+        ),
+        {
+            let f = redemption_flow("t1", 2, &inv_missing);
+            let s = (flow_at(&f, 1), None, None, None);
+            ("its invitation is missing", f, s)
+        },
+        {
+            let f = redemption_flow("t1", 3, &inv_foreign);
+            let s = (flow_at(&f, 1), inv_at(&inv_foreign, 1), None, None);
+            ("another tenant's invitation", f, s)
+        },
+        {
+            let f = redemption_flow("t1", 11, &inv_bob);
+            let s = (flow_at(&f, 1), inv_at(&inv_bob, 1), None, None);
+            ("another tenant's invitation of its user", f, s)
+        },
+        {
+            let s = (
+                flow_at(&carol_flow, 1),
+                inv_at(&inv_carol, 1),
+                user_at(&carol, 1),
+                None,
+            );
+            ("a user without counters", carol_flow, s)
+        },
+        {
+            let s = (flow_at(&ghost_flow, 1), inv_at(&inv_ghost, 1), None, None);
+            ("its user is missing", ghost_flow, s)
+        },
+        {
+            let f = redemption_flow("t1", 6, &inv_nomail);
+            let s = (flow_at(&f, 1), inv_at(&inv_nomail, 1), user_at(&nomail, 1), None);
+            ("a user without mail", f, s)
+        },
+        {
+            let s = (
+                flow_at(&old_address, 1),
+                inv_at(&inv_alice, 2),
+                user_at(&alice, 2),
+                counters("alice@fabrikam.example", 2),
+            );
+            ("a passcode sent to an older address", old_address, s)
+        },
+        {
+            let s = (
+                flow_at(&other_user, 1),
+                inv_at(&inv_alice, 2),
+                user_at(&alice, 2),
+                counters("alice@fabrikam.example", 2),
+            );
+            ("a binding naming another user", other_user, s)
+        },
+        {
+            let f = redemption_flow("t2", 9, &inv_alice);
+            let s = (flow_at(&f, 1), inv_at(&inv_alice, 2), None, None);
+            ("another tenant's flow redeeming this tenant's invitation", f, s)
+        },
+        {
+            let f = redemption_flow("t2", 10, &inv_bob);
+            let s = (
+                flow_at(&f, 1),
+                inv_at(&inv_bob, 1),
+                user_at(&bob, 1),
+                counters("bob@fabrikam.example", 1),
+            );
+            ("another tenant's live redemption", f, s)
+        },
+        {
+            let s = (flow_at(&signup, 1), None, None, None);
+            ("a sign-up", signup, s)
+        },
+    ];
+    for (_, f, _) in &cases {
+        batch.push(Write::Flow {
+            record: f.clone(),
+            expect: Expect::Absent,
+        });
+    }
     store.commit(batch).await.unwrap();
-    // Versions above 1, so a read that mixes up columns shows.
+
+    // Versions above 1 (and each its own), so a read that mixes up columns
+    // shows.
     let mut alice2 = alice.clone();
     alice2.user.display_name = Some("Alice".into());
-    store.commit(put_user(alice2, Expect::Version(1))).await.unwrap();
+    let mut inv_alice2 = inv_alice.clone();
+    inv_alice2.invitation.invited_user_display_name = Some("Alice".into());
     store
-        .commit(WriteBatch::new().with(Write::Throttle {
-            tenant_id: "t1".into(),
-            record: throttle_for("alice@fabrikam.example", 9),
-            expect: Expect::Version(1),
-        }))
+        .commit(
+            put_user(alice2, Expect::Version(1))
+                .with(Write::Invitation {
+                    record: inv_alice2,
+                    expect: Expect::Version(1),
+                })
+                .with(Write::Throttle {
+                    tenant_id: "t1".into(),
+                    record: throttle_for("alice@fabrikam.example", 9),
+                    expect: Expect::Version(1),
+                }),
+        )
         .await
         .unwrap();
+    for (v, attempts) in [(1, 1), (2, 2)] {
+        let mut counted = live.clone();
+        if let FlowState::AwaitingPasscode { passcode, .. } = &mut counted.state {
+            passcode.attempts = attempts;
+        }
+        store.commit(put_flow(counted, Expect::Version(v))).await.unwrap();
+    }
 
-    for inv in [&inv_alice, &inv_nomail, &inv_bob, &inv_ghost] {
+    for inv in [
+        &inv_alice,
+        &inv_nomail,
+        &inv_bob,
+        &inv_ghost,
+        &inv_carol,
+        &inv_foreign,
+        &inv_missing,
+    ] {
         let id = inv.invitation.id;
         for tenant in ["t1", "t2"] {
             let got = store.redemption_by_invitation(tenant, id).await.unwrap();
@@ -891,49 +1132,75 @@ pub async fn joined_reads_match_single_reads(store: Arc<dyn DirectoryStore>) {
             assert_eq!(got, want, "redemption_by_invitation({tenant}, {id})");
         }
     }
-    let live = store
-        .redemption_by_invitation("t1", inv_alice.invitation.id)
-        .await
-        .unwrap();
+    let by_invitation = |tenant: &'static str, inv: &InvitationRecord| {
+        let store = store.clone();
+        let id = inv.invitation.id;
+        async move { shape(&store.redemption_by_invitation(tenant, id).await.unwrap()) }
+    };
     assert_eq!(
-        (live.user.map(|u| u.version), live.throttle.map(|t| t.version)),
-        (Some(2), Some(2)),
+        by_invitation("t1", &inv_alice).await,
+        (
+            None,
+            inv_at(&inv_alice, 2),
+            user_at(&alice, 2),
+            counters("alice@fabrikam.example", 2)
+        ),
         "the invitation's user and counters, at their versions"
     );
-    let unknown = store.redemption_by_invitation("t1", id(99)).await.unwrap();
-    assert_eq!(unknown, RedemptionRecords::default(), "an unknown invitation");
-
-    for s in &sessions {
-        for tenant in ["t1", "t2"] {
-            let got = store.redemption_by_session(tenant, &s.handle_hash).await.unwrap();
-            let want = expected_by_session(store.as_ref(), tenant, &s.handle_hash).await;
-            assert_eq!(
-                got,
-                want,
-                "redemption_by_session({tenant}, {})",
-                s.handle_hash.to_hex()
-            );
-        }
-    }
-    let older = store
-        .redemption_by_session("t1", &sessions[2].handle_hash)
-        .await
-        .unwrap();
     assert_eq!(
-        older.throttle.map(|t| t.value.address_key),
-        Some("old@fabrikam.example".to_owned()),
-        "the counters of the passcode's address"
+        by_invitation("t2", &inv_alice).await,
+        (None, inv_at(&inv_alice, 2), None, None),
+        "read from another tenant, the invitation alone"
     );
-    let foreign = store
-        .redemption_by_session("t2", &sessions[0].handle_hash)
-        .await
-        .unwrap();
-    assert_eq!(foreign, RedemptionRecords::default(), "another tenant's session");
-    let unknown = store
-        .redemption_by_session("t1", &Digest::sha256(b"nope"))
-        .await
-        .unwrap();
-    assert_eq!(unknown, RedemptionRecords::default(), "an unknown session");
+    assert_eq!(
+        by_invitation("t1", &inv_foreign).await,
+        (None, inv_at(&inv_foreign, 1), None, None),
+        "another tenant's invitation naming a user of this tenant"
+    );
+    assert_eq!(
+        by_invitation("t1", &inv_carol).await,
+        (None, inv_at(&inv_carol, 1), user_at(&carol, 1), None),
+        "another tenant's counters for the address stay hidden"
+    );
+    assert_eq!(
+        by_invitation("t1", &inv_missing).await,
+        (None, None, None, None),
+        "an unknown invitation"
+    );
+
+    for (what, f, want) in &cases {
+        let own = f.tenant_id.as_str();
+        let other = if own == "t1" { "t2" } else { "t1" };
+        let got = store.redemption_by_flow(own, &f.handle_hash).await.unwrap();
+        assert_eq!(
+            got,
+            expected_by_flow(store.as_ref(), own, &f.handle_hash).await,
+            "redemption_by_flow: {what}"
+        );
+        assert_eq!(shape(&got), *want, "redemption_by_flow: {what}");
+        let got = store.redemption_by_flow(other, &f.handle_hash).await.unwrap();
+        assert_eq!(
+            got,
+            expected_by_flow(store.as_ref(), other, &f.handle_hash).await,
+            "redemption_by_flow from {other}: {what}"
+        );
+        assert_eq!(
+            got,
+            RedemptionRecords::default(),
+            "read from another tenant, {what} is absent"
+        );
+    }
+    for tenant in ["t1", "t2"] {
+        let got = store
+            .redemption_by_flow(tenant, &redemption_handle(99))
+            .await
+            .unwrap();
+        assert_eq!(
+            got,
+            expected_by_flow(store.as_ref(), tenant, &redemption_handle(99)).await
+        );
+        assert_eq!(got, RedemptionRecords::default(), "an unknown handle");
+    }
 }
 
 /// [`RACERS`] tasks update one record from the same version: one wins.
@@ -981,13 +1248,19 @@ pub async fn racing_inserts_have_one_winner(store: Arc<dyn DirectoryStore>) {
     assert_eq!(store.users("t1").await.unwrap().len(), 1);
 }
 
-/// [`RACERS`] tasks each complete one redemption shape (user, invitation
-/// and session from the versions they read): exactly one completes, and the
-/// directory ends with one identity.
+/// [`RACERS`] tasks each complete one redemption from the versions they
+/// read: one batch updating the user, the invitation and the redemption
+/// flow, the three written in a different order by different racers.
+/// Exactly one completes, the others conflict, and the store then holds
+/// the winner's three records, each updated once.
 pub async fn racing_redemptions_have_one_winner(store: Arc<dyn DirectoryStore>) {
     let mut u = user("t1", 1, "alice");
     let inv = invitation("t1", 1, &u);
     u.active_invitation = Some(inv.invitation.id);
+    let mut f = redemption_flow("t1", 1, &inv);
+    f.state = FlowState::Consent {
+        identity: mail_identity(&inv.invitation.invited_user_email_address),
+    };
     store
         .commit(
             WriteBatch::new()
@@ -998,78 +1271,83 @@ pub async fn racing_redemptions_have_one_winner(store: Arc<dyn DirectoryStore>) 
                 .with(Write::Invitation {
                     record: inv.clone(),
                     expect: Expect::Absent,
+                })
+                .with(Write::Flow {
+                    record: f.clone(),
+                    expect: Expect::Absent,
                 }),
         )
         .await
         .unwrap();
     let mut tasks = Vec::new();
+    let mut completions = Vec::new();
     for i in 0..RACERS {
         let store = store.clone();
         let mut nu = u.clone();
         nu.active_invitation = None;
         nu.user.external_user_state = Some(ExternalUserState::Accepted);
+        nu.user.display_name = Some(format!("racer {i}"));
         nu.user
             .identities
             .push(identity("mail", "alice@fabrikam.example"));
         let mut ni = inv.clone();
         ni.invitation.status = InvitationStatus::Completed;
-        let session = RedemptionSession {
-            handle_hash: Digest::sha256(format!("h{i}").as_bytes()),
-            tenant_id: "t1".into(),
-            invitation_id: inv.invitation.id,
+        ni.invitation.invited_user_display_name = Some(format!("racer {i}"));
+        let mut nf = f.clone();
+        nf.state = FlowState::Completed {
             user_id: u.user.id,
-            verifier_hash: Digest::sha256(b"v"),
-            step: SessionStep::Completed,
-            passcode_id: None,
-            proven_address: Some("alice@fabrikam.example".into()),
-            created_at: T0,
-            expires_at: T0,
+            signed_in: false,
         };
-        tasks.push(tokio::spawn(async move {
-            store
-                .commit(
-                    WriteBatch::new()
-                        .with(Write::Session {
-                            record: session,
-                            expect: Expect::Absent,
-                        })
-                        .with(Write::User {
-                            record: nu,
-                            expect: Expect::Version(1),
-                        })
-                        .with(Write::Invitation {
-                            record: ni,
-                            expect: Expect::Version(1),
-                        }),
-                )
-                .await
-        }));
+        nf.app_state = Some(format!("racer {i}"));
+        let mut writes = vec![
+            Write::User {
+                record: nu.clone(),
+                expect: Expect::Version(1),
+            },
+            Write::Invitation {
+                record: ni.clone(),
+                expect: Expect::Version(1),
+            },
+            Write::Flow {
+                record: nf.clone(),
+                expect: Expect::Version(1),
+            },
+        ];
+        writes.rotate_left(i % 3);
+        let batch = writes.into_iter().fold(WriteBatch::new(), WriteBatch::with);
+        completions.push((nu, ni, nf));
+        tasks.push(tokio::spawn(async move { store.commit(batch).await }));
     }
-    let mut wins = 0;
-    for t in tasks {
-        if t.await.unwrap().is_ok() {
-            wins += 1;
+    let mut wins = Vec::new();
+    for (i, t) in tasks.into_iter().enumerate() {
+        match t.await.unwrap() {
+            Ok(()) => wins.push(i),
+            Err(StoreError::Conflict { .. }) => {}
+            Err(e) => panic!("unexpected error from a racing redemption: {e}"),
         }
     }
-    assert_eq!(wins, 1, "exactly one redemption completes");
+    assert_eq!(wins.len(), 1, "exactly one redemption completes");
+    let (nu, ni, nf) = completions.swap_remove(wins[0]);
     let got = store.user("t1", u.user.id).await.unwrap().unwrap();
-    assert_eq!(got.version, 2);
-    assert_eq!(got.value.user.identities.len(), 1);
-    let mut sessions = 0;
-    for i in 0..RACERS {
-        if store
-            .session(&Digest::sha256(format!("h{i}").as_bytes()))
-            .await
-            .unwrap()
-            .is_some()
-        {
-            sessions += 1;
-        }
-    }
     assert_eq!(
-        sessions, 1,
-        "the losers' session inserts were rolled back with them"
+        (got.value, got.version),
+        (nu, 2),
+        "the winner's user, updated once"
     );
+    let got = store.invitation(inv.invitation.id).await.unwrap().unwrap();
+    assert_eq!(
+        (got.value, got.version),
+        (ni, 2),
+        "the winner's invitation, updated once"
+    );
+    let got = store.flow("t1", &f.handle_hash).await.unwrap().unwrap();
+    assert_eq!(
+        (got.value, got.version),
+        (nf.clone(), 2),
+        "the winner's flow, updated once"
+    );
+    let got = store.flow_by_id("t1", f.id).await.unwrap().unwrap();
+    assert_eq!((got.value, got.version), (nf, 2));
 }
 
 // ---------------------------------------------------------------------------
@@ -1096,6 +1374,7 @@ pub fn flow(tenant: &str, n: u8, state: FlowState) -> FlowRecord {
         user_flow_id: "B2X_1_signup".to_owned(),
         client_id: "00000000-0000-0000-0000-0000000000a1".to_owned(),
         redirect_uri: "https://app.contoso.example/signed-up".to_owned(),
+        redemption: None,
         nonce: Some(format!("nonce-{n}")),
         app_state: None,
         ui_locales: Some("fr-CA en".to_owned()),

@@ -6,9 +6,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
-use crate::directory::model::{
-    AddressThrottle, FlowRecord, InvitationRecord, PasscodeRecord, RedemptionSession, UserRecord,
-};
+use crate::directory::model::{AddressThrottle, FlowRecord, InvitationRecord, UserRecord};
 use crate::directory::store::{DirectoryStore, Expect, PurgeReport, Versioned, Write, WriteBatch};
 use crate::error::StoreError;
 use crate::id::Id;
@@ -22,8 +20,6 @@ struct Inner {
     mail_index: HashMap<(String, String), Id>,
     identity_index: HashMap<IdentityKey, Id>,
     invitations: HashMap<Id, (u64, InvitationRecord)>,
-    sessions: HashMap<Digest, (u64, RedemptionSession)>,
-    passcodes: HashMap<Id, (u64, PasscodeRecord)>,
     throttles: HashMap<(String, String), (u64, AddressThrottle)>,
     flows: HashMap<Id, (u64, FlowRecord)>,
     flow_handles: HashMap<Digest, Id>,
@@ -48,7 +44,6 @@ impl std::fmt::Debug for MemoryStore {
         f.debug_struct("MemoryStore")
             .field("users", &inner.users.len())
             .field("invitations", &inner.invitations.len())
-            .field("sessions", &inner.sessions.len())
             .field("flows", &inner.flows.len())
             .finish_non_exhaustive()
     }
@@ -135,11 +130,6 @@ impl Inner {
                     let current = self.invitations.get(&record.invitation.id);
                     version_in_tenant(current, |r| &r.tenant_id, &record.tenant_id, kind, &key)?
                 }
-                Write::Session { record, .. } => {
-                    let current = self.sessions.get(&record.handle_hash);
-                    version_in_tenant(current, |r| &r.tenant_id, &record.tenant_id, kind, &key)?
-                }
-                Write::Passcode { record, .. } => self.passcodes.get(&record.id).map(|e| e.0),
                 Write::Throttle {
                     tenant_id, record, ..
                 } => self
@@ -255,8 +245,6 @@ impl Inner {
                 Write::Invitation { record, .. } => {
                     bump(&mut self.invitations, record.invitation.id, record);
                 }
-                Write::Session { record, .. } => bump(&mut self.sessions, record.handle_hash, record),
-                Write::Passcode { record, .. } => bump(&mut self.passcodes, record.id, record),
                 Write::Throttle {
                     tenant_id, record, ..
                 } => {
@@ -345,17 +333,6 @@ impl DirectoryStore for MemoryStore {
         Ok(versioned(self.lock().invitations.get(&id)))
     }
 
-    async fn session(
-        &self,
-        handle_hash: &Digest,
-    ) -> Result<Option<Versioned<RedemptionSession>>, StoreError> {
-        Ok(versioned(self.lock().sessions.get(handle_hash)))
-    }
-
-    async fn passcode(&self, id: Id) -> Result<Option<Versioned<PasscodeRecord>>, StoreError> {
-        Ok(versioned(self.lock().passcodes.get(&id)))
-    }
-
     async fn throttle(
         &self,
         tenant_id: &str,
@@ -418,14 +395,6 @@ impl DirectoryStore for MemoryStore {
     async fn purge_expired(&self, now: OffsetDateTime, limit: u32) -> Result<PurgeReport, StoreError> {
         let limit = limit as usize;
         let mut inner = self.lock();
-        let sessions = oldest_expired(&inner.sessions, |s| Some(s.expires_at), now, limit);
-        for k in &sessions {
-            inner.sessions.remove(k);
-        }
-        let passcodes = oldest_expired(&inner.passcodes, |p| Some(p.expires_at), now, limit);
-        for k in &passcodes {
-            inner.passcodes.remove(k);
-        }
         let tickets = oldest_expired(
             &inner.invitations,
             |i| i.ticket.as_ref().map(|t| t.expires_at),
@@ -445,8 +414,6 @@ impl DirectoryStore for MemoryStore {
             }
         }
         Ok(PurgeReport {
-            sessions: sessions.len() as u64,
-            passcodes: passcodes.len() as u64,
             tickets: tickets.len() as u64,
             flows: flows.len() as u64,
         })

@@ -116,6 +116,9 @@ pub struct User {
     /// When the object was created.
     #[serde(with = "time::serde::rfc3339")]
     pub created_date_time: OffsetDateTime,
+    /// The terms of use this user accepted (version and time), newest last.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub agreement_acceptances: Vec<AgreementAcceptance>,
     /// Profile attributes a sign-up flow collected, under their Graph names
     /// at the top level of the JSON, as Graph shows them: built-in ones
     /// (`givenName`, `surname`, `city`, ...) and custom ones
@@ -276,65 +279,38 @@ pub struct InvitationRecord {
     pub created_at: OffsetDateTime,
 }
 
-/// The step a redemption session is at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum SessionStep {
-    /// A passcode was sent to the invited address; waiting for it.
-    AwaitingPasscode,
-    /// The address is proven; waiting for consent.
-    AwaitingConsent,
-    /// Consent declined; the invitation stays pending.
-    Declined,
-    /// Redeemed.
-    Completed,
-}
-
-impl SessionStep {
-    /// A short name for messages.
-    pub fn name(self) -> &'static str {
-        match self {
-            SessionStep::AwaitingPasscode => "passcode",
-            SessionStep::AwaitingConsent => "consent",
-            SessionStep::Declined => "declined",
-            SessionStep::Completed => "completed",
-        }
-    }
-}
-
-/// Server-held state of one redemption, keyed by the hash of the opaque
-/// handle the browser holds.
+/// What an invitation-redemption flow redeems: fixed when the flow starts
+/// from a verified ticket, checked again at every step.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RedemptionSession {
-    /// SHA-256 of the handle.
-    pub handle_hash: Digest,
-    /// The tenant.
-    pub tenant_id: String,
+#[serde(rename_all = "camelCase")]
+pub struct RedemptionBinding {
     /// The invitation being redeemed.
     pub invitation_id: Id,
     /// The invited user.
     pub user_id: Id,
-    /// The ticket verifier hash the session was opened with; completion
-    /// requires the invitation to still hold it.
+    /// The ticket verifier hash the flow was opened with; every step
+    /// requires the invitation to still hold it, so a resent or reset
+    /// invitation ends flows opened with the old link.
     pub verifier_hash: Digest,
-    /// The current step.
-    pub step: SessionStep,
-    /// The passcode sent for this session, if any.
-    pub passcode_id: Option<Id>,
-    /// The comparison key of the address the guest proved, once proven.
-    /// Completion requires the user's mail to still have this key and
-    /// records it as the identity's subject.
-    #[serde(default)]
-    pub proven_address: Option<String>,
-    /// When the session was opened.
-    #[serde(with = "time::serde::rfc3339")]
-    pub created_at: OffsetDateTime,
-    /// When the session stops being usable.
-    #[serde(with = "time::serde::rfc3339")]
-    pub expires_at: OffsetDateTime,
 }
 
-/// Server-held state of one self-service sign-up (or sign-in) user flow,
-/// keyed by the hash of the opaque handle the browser holds.
+/// A guest's acceptance of the tenant's terms of use, recorded on the user
+/// when a redemption completes (as Graph's `agreementAcceptance`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgreementAcceptance {
+    /// The terms' id.
+    pub agreement_id: String,
+    /// The version accepted.
+    pub version: u32,
+    /// When.
+    #[serde(with = "time::serde::rfc3339")]
+    pub recorded_date_time: OffsetDateTime,
+}
+
+/// Server-held state of one user flow (a self-service sign-up or sign-in,
+/// or an invitation redemption), keyed by the hash of the opaque handle the
+/// browser holds.
 ///
 /// Everything the flow has learned so far (the proven address, its inline
 /// passcode, the collected attributes, the approval) lives in
@@ -349,13 +325,20 @@ pub struct FlowRecord {
     pub handle_hash: Digest,
     /// The tenant.
     pub tenant_id: String,
-    /// The user flow configuration that runs it.
+    /// The user flow configuration that runs it (empty for a redemption).
     pub user_flow_id: String,
-    /// The application the person signs up to (its client id).
+    /// The application the person signs up to (its client id; empty for a
+    /// redemption).
     pub client_id: String,
     /// Where the completion is delivered: one of the application's
-    /// registered redirect URIs, checked exactly when the flow started.
+    /// registered redirect URIs, checked exactly when the flow started (for
+    /// a redemption, the invitation's redirect URL, checked again when it
+    /// completes).
     pub redirect_uri: String,
+    /// The invitation this flow redeems; `None` for a sign-up. A sign-up
+    /// handle never advances a redemption and the reverse.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redemption: Option<RedemptionBinding>,
     /// The application's `nonce`, echoed in the completion token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nonce: Option<String>,
@@ -390,7 +373,7 @@ impl FlowRecord {
 pub struct PasscodeRecord {
     /// The passcode id.
     pub id: Id,
-    /// What the code is bound to (the hash of the session handle that asked).
+    /// What the code is bound to (the hash of the flow handle that asked).
     pub bound_to: Digest,
     /// The comparison key of the address it was sent to.
     pub address_key: String,

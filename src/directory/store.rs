@@ -12,9 +12,7 @@
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
-use crate::directory::model::{
-    AddressThrottle, FlowRecord, InvitationRecord, PasscodeRecord, RedemptionSession, UserRecord,
-};
+use crate::directory::model::{AddressThrottle, FlowRecord, InvitationRecord, UserRecord};
 use crate::error::StoreError;
 use crate::id::Id;
 use crate::secret::Digest;
@@ -56,20 +54,6 @@ pub enum Write {
         /// The precondition.
         expect: Expect,
     },
-    /// Insert or update a redemption session.
-    Session {
-        /// The new value.
-        record: RedemptionSession,
-        /// The precondition.
-        expect: Expect,
-    },
-    /// Insert or update a passcode.
-    Passcode {
-        /// The new value.
-        record: PasscodeRecord,
-        /// The precondition.
-        expect: Expect,
-    },
     /// Insert or update an address's passcode counters.
     Throttle {
         /// The tenant.
@@ -79,7 +63,7 @@ pub enum Write {
         /// The precondition.
         expect: Expect,
     },
-    /// Insert or update a sign-up flow, keyed by its id. Enforces a unique
+    /// Insert or update a flow (sign-up or redemption), keyed by its id. Enforces a unique
     /// handle hash across flows; a flow never moves to another tenant.
     Flow {
         /// The new value.
@@ -95,8 +79,6 @@ impl Write {
         match self {
             Write::User { record, .. } => ("user", record.user.id.to_string()),
             Write::Invitation { record, .. } => ("invitation", record.invitation.id.to_string()),
-            Write::Session { record, .. } => ("session", record.handle_hash.to_hex()),
-            Write::Passcode { record, .. } => ("passcode", record.id.to_string()),
             Write::Throttle {
                 tenant_id, record, ..
             } => ("throttle", format!("{tenant_id}/{}", record.address_key)),
@@ -109,8 +91,6 @@ impl Write {
         match self {
             Write::User { expect, .. }
             | Write::Invitation { expect, .. }
-            | Write::Session { expect, .. }
-            | Write::Passcode { expect, .. }
             | Write::Throttle { expect, .. }
             | Write::Flow { expect, .. } => *expect,
         }
@@ -180,43 +160,36 @@ impl WriteBatch {
 /// What one [`DirectoryStore::purge_expired`] call removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PurgeReport {
-    /// Redemption sessions deleted.
-    pub sessions: u64,
-    /// Passcodes deleted.
-    pub passcodes: u64,
     /// Expired ticket bindings cleared from pending invitations.
     pub tickets: u64,
-    /// Sign-up flows deleted.
+    /// Flows (sign-ups and redemptions) deleted.
     pub flows: u64,
 }
 
 impl PurgeReport {
     /// Records affected in all.
     pub fn total(&self) -> u64 {
-        self.sessions + self.passcodes + self.tickets + self.flows
+        self.tickets + self.flows
     }
 }
 
 /// The records one redemption step reads, fetched together by
 /// [`DirectoryStore::redemption_by_invitation`] and
-/// [`DirectoryStore::redemption_by_session`]. Each is `None` when absent, or
+/// [`DirectoryStore::redemption_by_flow`]. Each is `None` when absent, or
 /// when the record it hangs off is absent or belongs to another tenant.
 /// Adapters that override the joined reads build it from
 /// `RedemptionRecords::default()` and set its fields.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RedemptionRecords {
-    /// The redemption session (only from a read by session).
-    pub session: Option<Versioned<RedemptionSession>>,
-    /// The invitation: the one asked for, or the session's.
+    /// The redemption flow (only from a read by flow).
+    pub flow: Option<Versioned<FlowRecord>>,
+    /// The invitation: the one asked for, or the flow's.
     pub invitation: Option<Versioned<InvitationRecord>>,
     /// The invitation's invited user, when the invitation belongs to the
     /// tenant read for.
     pub user: Option<Versioned<UserRecord>>,
-    /// The session's current passcode (only from a read by session).
-    pub passcode: Option<Versioned<PasscodeRecord>>,
-    /// The counters of the address the next passcode step concerns: the
-    /// passcode's address when there is a passcode, else the user's mail.
+    /// The passcode counters of the user's mail.
     pub throttle: Option<Versioned<AddressThrottle>>,
 }
 
@@ -252,13 +225,6 @@ pub trait DirectoryStore: Send + Sync + std::fmt::Debug {
     /// An invitation by id (any tenant; the caller checks the binding).
     async fn invitation(&self, id: Id) -> Result<Option<Versioned<InvitationRecord>>, StoreError>;
 
-    /// A redemption session by the hash of its handle.
-    async fn session(&self, handle_hash: &Digest)
-    -> Result<Option<Versioned<RedemptionSession>>, StoreError>;
-
-    /// A passcode by id.
-    async fn passcode(&self, id: Id) -> Result<Option<Versioned<PasscodeRecord>>, StoreError>;
-
     /// An address's passcode counters within a tenant.
     async fn throttle(
         &self,
@@ -266,7 +232,7 @@ pub trait DirectoryStore: Send + Sync + std::fmt::Debug {
         address_key: &str,
     ) -> Result<Option<Versioned<AddressThrottle>>, StoreError>;
 
-    /// A sign-up flow of `tenant_id` by the hash of its handle (a flow of
+    /// A flow of `tenant_id` by the hash of its handle (a flow of
     /// another tenant reads as absent).
     async fn flow(
         &self,
@@ -274,7 +240,7 @@ pub trait DirectoryStore: Send + Sync + std::fmt::Debug {
         handle_hash: &Digest,
     ) -> Result<Option<Versioned<FlowRecord>>, StoreError>;
 
-    /// A sign-up flow of `tenant_id` by its id (a flow of another tenant
+    /// A flow of `tenant_id` by its id (a flow of another tenant
     /// reads as absent).
     async fn flow_by_id(&self, tenant_id: &str, id: Id) -> Result<Option<Versioned<FlowRecord>>, StoreError>;
 
@@ -295,7 +261,7 @@ pub trait DirectoryStore: Send + Sync + std::fmt::Debug {
     /// must return the same records.
     ///
     /// The user (and so the counters) is read only when the invitation
-    /// belongs to `tenant_id`; `session` and `passcode` are `None`.
+    /// belongs to `tenant_id`; `flow` is `None`.
     ///
     /// # Errors
     ///
@@ -317,52 +283,39 @@ pub trait DirectoryStore: Send + Sync + std::fmt::Debug {
             None => None,
         };
         Ok(RedemptionRecords {
-            session: None,
+            flow: None,
             invitation,
             user,
-            passcode: None,
             throttle,
         })
     }
 
-    /// A redemption session of `tenant_id` with everything its next step
-    /// reads, as one read where the backend can: its invitation, the
-    /// invitation's user (when the invitation belongs to `tenant_id`), its
-    /// current passcode, and the counters of the passcode's address (or,
-    /// without a passcode, of the user's mail). The default composes the
-    /// single reads; an override must return the same records.
+    /// A redemption flow of `tenant_id` with everything its next step
+    /// reads, as one read where the backend can: the invitation it redeems
+    /// ([`FlowRecord::redemption`]), the invitation's user (when the
+    /// invitation belongs to `tenant_id`) and the counters of the user's
+    /// mail. The default composes the single reads; an override must
+    /// return the same records.
     ///
-    /// A session of another tenant reads as absent, and then so does
-    /// everything else.
+    /// A flow of another tenant reads as absent, and then so does
+    /// everything else; a sign-up flow comes back alone.
     ///
     /// # Errors
     ///
     /// [`StoreError::Backend`] when the backend fails.
-    async fn redemption_by_session(
+    async fn redemption_by_flow(
         &self,
         tenant_id: &str,
         handle_hash: &Digest,
     ) -> Result<RedemptionRecords, StoreError> {
-        let Some(session) = self
-            .session(handle_hash)
-            .await?
-            .filter(|s| s.value.tenant_id == tenant_id)
-        else {
+        let Some(flow) = self.flow(tenant_id, handle_hash).await? else {
             return Ok(RedemptionRecords::default());
         };
-        let mut out = self
-            .redemption_by_invitation(tenant_id, session.value.invitation_id)
-            .await?;
-        if let Some(pid) = session.value.passcode_id {
-            out.passcode = self.passcode(pid).await?;
-        }
-        if let Some(p) = &out.passcode {
-            let key = p.value.address_key.as_str();
-            if out.user.as_ref().and_then(|u| u.value.mail_key()) != Some(key) {
-                out.throttle = self.throttle(tenant_id, key).await?;
-            }
-        }
-        out.session = Some(session);
+        let mut out = match &flow.value.redemption {
+            Some(b) => self.redemption_by_invitation(tenant_id, b.invitation_id).await?,
+            None => RedemptionRecords::default(),
+        };
+        out.flow = Some(flow);
         Ok(out)
     }
 
@@ -377,8 +330,8 @@ pub trait DirectoryStore: Send + Sync + std::fmt::Debug {
     /// nothing of the batch is visible.
     async fn commit(&self, batch: WriteBatch) -> Result<(), StoreError>;
 
-    /// Deletes redemption sessions, passcodes and sign-up flows whose expiry
-    /// is at or before `now`, and clears the ticket binding (`ticket = None`, version + 1) of
+    /// Deletes flows (sign-ups and redemptions, with their inline passcodes)
+    /// whose expiry is at or before `now`, and clears the ticket binding (`ticket = None`, version + 1) of
     /// invitations whose ticket expired — at most `limit` records of each
     /// kind per call, oldest expiry first, so a host can call it on a
     /// schedule without long pauses. Users and passcode counters are never

@@ -12,7 +12,21 @@
 //!        Completed (user created, token issued)
 //! ```
 //!
-//! `Authenticated`, `PostFederationSignup`, `PostAttributeCollection` and
+//! An invitation redemption ([`FlowRecord::redemption`] set) runs on the
+//! same machine, through its own lane:
+//!
+//! ```text
+//! Invited ──send──► AwaitingPasscode ──code──► Consent ──accept──► [TermsOfUse ──accept──►] Completed
+//!                     ▲   │ resend                │ decline             │ decline
+//!                     └───┘                       ▼                     ▼
+//!                                              Declined              Declined
+//! ```
+//!
+//! The passcode steps are the sign-up's own (one send, one check, the same
+//! counters); a sign-up input never applies to a redemption state and the
+//! reverse.
+//!
+//! `Invited`, `Authenticated`, `PostFederationSignup`, `PostAttributeCollection` and
 //! `Reviewing` are *transient*: they wait for the answer of an effect the
 //! service performs within the same request (a directory lookup, a
 //! connector call, the approver), and are never stored
@@ -33,8 +47,8 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::directory::{
-    AddressThrottle, CreationType, EMAIL_OTP_ISSUER, ExternalUserState, FlowRecord, ObjectIdentity,
-    PasscodeRecord, SignInType, User, UserRecord, UserType, guest_upn,
+    AddressThrottle, AgreementAcceptance, CreationType, EMAIL_OTP_ISSUER, ExternalUserState, FlowRecord,
+    ObjectIdentity, PasscodeRecord, SignInType, User, UserRecord, UserType, guest_upn,
 };
 use crate::email::EmailAddress;
 use crate::error::{Denied, Error, PasscodeError};
@@ -46,7 +60,7 @@ use crate::flow::connector::{
 use crate::id::Id;
 use crate::idp::{PasscodePolicy, email_otp};
 use crate::keys::KeyRing;
-use crate::policy::DomainRestriction;
+use crate::policy::{DomainRestriction, TermsOfUse};
 use crate::random::SecureRandom;
 use crate::secret::SecretString;
 
@@ -173,6 +187,27 @@ pub enum FlowState {
         /// What the person is shown.
         message: String,
     },
+    /// A redemption whose ticket was verified; a passcode goes out next
+    /// (transient).
+    Invited,
+    /// A redemption whose guest proved the address; waiting for consent.
+    Consent {
+        /// The proven identity.
+        identity: FlowIdentity,
+    },
+    /// A redemption waiting for the guest to accept the terms of use.
+    #[serde(rename_all = "camelCase")]
+    TermsOfUse {
+        /// The proven identity.
+        identity: FlowIdentity,
+        /// The terms shown (their id).
+        agreement_id: String,
+        /// The version shown: what an acceptance records.
+        version: u32,
+    },
+    /// A redemption the guest declined (consent or terms); the invitation
+    /// stays pending.
+    Declined,
 }
 
 impl FlowState {
@@ -192,6 +227,10 @@ impl FlowState {
             FlowState::Completed { .. } => "completed",
             FlowState::Blocked { .. } => "blocked",
             FlowState::Denied { .. } => "denied",
+            FlowState::Invited => "invited",
+            FlowState::Consent { .. } => "consent",
+            FlowState::TermsOfUse { .. } => "termsOfUse",
+            FlowState::Declined => "declined",
         }
     }
 
@@ -204,6 +243,7 @@ impl FlowState {
                 | FlowState::PostFederationSignup { .. }
                 | FlowState::PostAttributeCollection { .. }
                 | FlowState::Reviewing { .. }
+                | FlowState::Invited
         )
     }
 
@@ -211,7 +251,10 @@ impl FlowState {
     pub fn is_final(&self) -> bool {
         matches!(
             self,
-            FlowState::Completed { .. } | FlowState::Blocked { .. } | FlowState::Denied { .. }
+            FlowState::Completed { .. }
+                | FlowState::Blocked { .. }
+                | FlowState::Denied { .. }
+                | FlowState::Declined
         )
     }
 }
@@ -314,6 +357,24 @@ pub enum FlowInput {
     },
     /// The person came back to an approved flow.
     Resume,
+    /// A redemption sends its first passcode (service only, when the flow
+    /// opens).
+    SendPasscode {
+        /// The invited user's stored address.
+        to: EmailAddress,
+        /// The address's passcode counters.
+        throttle: Option<AddressThrottle>,
+    },
+    /// The guest answered the consent page.
+    Consent {
+        /// Whether they accepted.
+        accept: bool,
+    },
+    /// The guest answered the terms-of-use page.
+    AnswerTerms {
+        /// Whether they accepted.
+        accept: bool,
+    },
 }
 
 impl FlowInput {
@@ -330,6 +391,9 @@ impl FlowInput {
             FlowInput::ApprovalReviewed { .. } => "approvalReviewed",
             FlowInput::AdminDecision { .. } => "adminDecision",
             FlowInput::Resume => "resume",
+            FlowInput::SendPasscode { .. } => "sendPasscode",
+            FlowInput::Consent { .. } => "consent",
+            FlowInput::AnswerTerms { .. } => "answerTerms",
         }
     }
 }
@@ -375,6 +439,14 @@ pub enum Effect {
     CreateUser {
         /// The new user.
         record: Box<UserRecord>,
+    },
+    /// Complete the flow's redemption with the flow (same batch): the user
+    /// accepted with `identity` (and `acceptance`), the invitation completed.
+    CompleteRedemption {
+        /// The identity the guest proved.
+        identity: FlowIdentity,
+        /// The terms of use accepted on the way, if the tenant has them.
+        acceptance: Option<AgreementAcceptance>,
     },
     /// Issue the completion token after the flow is stored.
     IssueToken {
@@ -487,8 +559,10 @@ pub struct FlowEnv<'a> {
     pub passcode: &'a PasscodePolicy,
     /// The domains people may come from.
     pub domains: &'a DomainRestriction,
-    /// The user flow the flow runs.
-    pub user_flow: &'a UserFlow,
+    /// The user flow a sign-up runs (`None` for a redemption, which has none).
+    pub user_flow: Option<&'a UserFlow>,
+    /// The tenant's terms of use, which a redemption asks the guest to accept.
+    pub terms_of_use: Option<&'a TermsOfUse>,
     /// The tenant's initial domain, for guest user principal names.
     pub tenant_domain: &'a str,
 }
@@ -518,7 +592,10 @@ pub fn transition(env: &FlowEnv<'_>, flow: &FlowRecord, input: FlowInput) -> Res
         }
         .into()
     };
-    let uf = env.user_flow;
+    if let Some(binding) = &flow.redemption {
+        return redemption(env, flow, binding.user_id, input);
+    }
+    let uf = env.user_flow.ok_or(FlowError::UnknownFlow)?;
     let lang = uf.language(flow.ui_locales.as_deref());
     match (state, input) {
         (FlowState::ChooseProvider, FlowInput::ChooseProvider { provider }) => {
@@ -564,40 +641,11 @@ pub fn transition(env: &FlowEnv<'_>, flow: &FlowRecord, input: FlowInput) -> Res
             },
             FlowInput::SubmitPasscode { code, throttle },
         ) => {
-            let throttle = throttle.filter(|t| t.address_key == passcode.address_key);
-            let outcome = email_otp::check(
-                env.passcode,
-                env.keys,
-                passcode,
-                throttle.as_ref(),
-                code.expose(),
-                &flow.handle_hash,
-                env.now,
-            );
-            let mut next = match (&outcome.verdict, outcome.passcode) {
-                (Ok(()), _) => Transition::to(FlowState::Authenticated {
-                    identity: FlowIdentity {
-                        issuer: EMAIL_OTP_ISSUER.to_owned(),
-                        subject: passcode.address_key.clone(),
-                        email: email.clone(),
-                    },
-                }),
-                (Err(_), Some(counted)) => Transition::to(FlowState::AwaitingPasscode {
-                    email: email.clone(),
-                    passcode: counted,
-                    delivered: *delivered,
-                }),
-                // Refused before counting (malformed, expired, locked): nothing to store.
-                (Err(e), None) => return Err(e.clone().into()),
-            };
-            if let Some(record) = outcome.throttle {
-                next = next.with(Effect::StoreThrottle { record });
-            }
+            let mut next = check_code(env, flow, email, passcode, *delivered, &code, throttle)?;
             if let FlowState::Authenticated { identity } = &next.state {
                 let identity = identity.clone();
                 next = next.with(Effect::LookUpAccount { identity });
             }
-            next.refused = outcome.verdict.err();
             Ok(next)
         }
         (
@@ -666,7 +714,7 @@ pub fn transition(env: &FlowEnv<'_>, flow: &FlowRecord, input: FlowInput) -> Res
                     input,
                 }))
             } else {
-                collected(env, flow, identity.clone(), claims_of(&values))
+                collected(env, uf, flow, identity.clone(), claims_of(&values))
             }
         }
         (
@@ -677,7 +725,7 @@ pub fn transition(env: &FlowEnv<'_>, flow: &FlowRecord, input: FlowInput) -> Res
             },
         ) => match outcome.at_step(ConnectorStep::PostAttributeCollection) {
             ConnectorOutcome::Continue { claims } => match overridden(uf, attributes, &claims) {
-                Ok(values) => collected(env, flow, identity.clone(), claims_of(&values)),
+                Ok(values) => collected(env, uf, flow, identity.clone(), claims_of(&values)),
                 // The API returned a value the attribute does not accept.
                 Err(name) => Ok(blocked(
                     uf,
@@ -738,6 +786,125 @@ pub fn transition(env: &FlowEnv<'_>, flow: &FlowRecord, input: FlowInput) -> Res
         }
         (_, input) => Err(wrong(&input)),
     }
+}
+
+/// The redemption lane of [`transition`] (the flow is not final nor
+/// expired).
+fn redemption(
+    env: &FlowEnv<'_>,
+    flow: &FlowRecord,
+    user_id: Id,
+    input: FlowInput,
+) -> Result<Transition, Error> {
+    let state = &flow.state;
+    match (state, input) {
+        (FlowState::Invited, FlowInput::SendPasscode { to, throttle }) => {
+            send_code(env, flow, to, None, throttle.as_ref())
+        }
+        (FlowState::AwaitingPasscode { email, .. }, FlowInput::ResendPasscode { throttle, .. }) => {
+            send_code(env, flow, email.clone(), None, throttle.as_ref())
+        }
+        (
+            FlowState::AwaitingPasscode {
+                email,
+                passcode,
+                delivered,
+            },
+            FlowInput::SubmitPasscode { code, throttle },
+        ) => {
+            let mut next = check_code(env, flow, email, passcode, *delivered, &code, throttle)?;
+            if let FlowState::Authenticated { identity } = next.state {
+                next.state = FlowState::Consent { identity };
+            }
+            Ok(next)
+        }
+        (FlowState::Consent { identity }, FlowInput::Consent { accept }) => Ok(match env.terms_of_use {
+            _ if !accept => Transition::to(FlowState::Declined),
+            Some(terms) => Transition::to(FlowState::TermsOfUse {
+                identity: identity.clone(),
+                agreement_id: terms.id().to_owned(),
+                version: terms.version(),
+            }),
+            None => redeemed(user_id, identity.clone(), None),
+        }),
+        (
+            FlowState::TermsOfUse {
+                identity,
+                agreement_id,
+                version,
+            },
+            FlowInput::AnswerTerms { accept },
+        ) => Ok(if accept {
+            let acceptance = AgreementAcceptance {
+                agreement_id: agreement_id.clone(),
+                version: *version,
+                recorded_date_time: env.now,
+            };
+            redeemed(user_id, identity.clone(), Some(acceptance))
+        } else {
+            Transition::to(FlowState::Declined)
+        }),
+        (_, input) => Err(FlowError::WrongStep {
+            input: input.name(),
+            actual: state.name(),
+        }
+        .into()),
+    }
+}
+
+/// The redemption completes: the invited user accepts with `identity`.
+fn redeemed(user_id: Id, identity: FlowIdentity, acceptance: Option<AgreementAcceptance>) -> Transition {
+    Transition::to(FlowState::Completed {
+        user_id,
+        signed_in: false,
+    })
+    .with(Effect::CompleteRedemption { identity, acceptance })
+}
+
+/// Checks a typed passcode against the flow's. A right code moves to
+/// `Authenticated` (the caller decides what follows); a wrong one that was
+/// counted stays at the passcode with the count stored and
+/// [`Transition::refused`] set; a code refused before counting is an error.
+fn check_code(
+    env: &FlowEnv<'_>,
+    flow: &FlowRecord,
+    email: &EmailAddress,
+    passcode: &PasscodeRecord,
+    delivered: bool,
+    code: &SecretString,
+    throttle: Option<AddressThrottle>,
+) -> Result<Transition, Error> {
+    let throttle = throttle.filter(|t| t.address_key == passcode.address_key);
+    let outcome = email_otp::check(
+        env.passcode,
+        env.keys,
+        passcode,
+        throttle.as_ref(),
+        code.expose(),
+        &flow.handle_hash,
+        env.now,
+    );
+    let mut next = match (&outcome.verdict, outcome.passcode) {
+        (Ok(()), _) => Transition::to(FlowState::Authenticated {
+            identity: FlowIdentity {
+                issuer: EMAIL_OTP_ISSUER.to_owned(),
+                subject: passcode.address_key.clone(),
+                email: email.clone(),
+            },
+        }),
+        (Err(_), Some(counted)) => Transition::to(FlowState::AwaitingPasscode {
+            email: email.clone(),
+            passcode: counted,
+            delivered,
+        }),
+        // Refused before counting (malformed, expired, locked): nothing to store.
+        (Err(e), None) => return Err(e.clone().into()),
+    };
+    if let Some(record) = outcome.throttle {
+        next = next.with(Effect::StoreThrottle { record });
+    }
+    next.refused = outcome.verdict.err();
+    Ok(next)
 }
 
 /// A new passcode for `email`, mailed to its stored spelling.
@@ -801,11 +968,12 @@ fn blocked(uf: &UserFlow, flow: &FlowRecord, step: ConnectorStep, outcome: &Conn
 /// The attributes are final: approval, or the account.
 fn collected(
     env: &FlowEnv<'_>,
+    uf: &UserFlow,
     flow: &FlowRecord,
     identity: FlowIdentity,
     attributes: BTreeMap<String, Value>,
 ) -> Result<Transition, Error> {
-    if env.user_flow.approval_required() {
+    if uf.approval_required() {
         let email = identity.email.clone();
         Ok(Transition::to(FlowState::Reviewing {
             identity,
@@ -844,6 +1012,7 @@ fn create(
         account_enabled: true,
         sponsors: Vec::new(),
         created_date_time: env.now,
+        agreement_acceptances: Vec::new(),
         attributes,
     };
     let record = UserRecord {

@@ -306,6 +306,7 @@ pub(crate) fn plan(
                 account_enabled: true,
                 sponsors: sponsors.clone(),
                 created_date_time: now,
+                agreement_acceptances: Vec::new(),
                 attributes: Default::default(),
             };
             let record = UserRecord {

@@ -1,15 +1,22 @@
 //! Redemption: the pure checks and the completion write.
 //!
-//! A redemption runs in steps, each a request of its own:
+//! A redemption is a flow of the sign-up engine
+//! ([`crate::flow::machine`], a [`FlowRecord`](crate::directory::FlowRecord) with
+//! [`redemption`](crate::directory::FlowRecord::redemption) set) and runs in steps, each a
+//! request of its own:
 //!
 //! 1. **view** (GET on the link): verify the ticket, show who invited whom.
 //!    Changes nothing, sends nothing: mail scanners follow links.
-//! 2. **start** (POST): open a server-held session (the browser keeps only
+//! 2. **start** (POST): open a server-held flow (the browser keeps only
 //!    an opaque handle) and send a one-time passcode to the invited
 //!    address.
 //! 3. **passcode**: prove control of the address.
-//! 4. **finish** with the consent decision: accept completes the redemption
-//!    exactly once; decline leaves the invitation pending.
+//! 4. **consent**: accept or decline what the organisation will see;
+//!    declining leaves the invitation pending.
+//! 5. **terms of use**, when the tenant has them: accept (recorded on the
+//!    user with version and time) or decline.
+//!
+//! The last accepted step completes the redemption exactly once.
 //!
 //! Every refusal that depends on directory state (no such invitation,
 //! revoked, replaced, already redeemed, another tenant's) is the same
@@ -21,10 +28,12 @@ use url::Url;
 
 use crate::config::Config;
 use crate::directory::{
-    EMAIL_OTP_ISSUER, Expect, ExternalUserState, InvitationRecord, InvitationStatus, ObjectIdentity,
-    RedemptionSession, SessionStep, SignInType, User, UserRecord, Versioned, Write, WriteBatch,
+    AgreementAcceptance, Expect, ExternalUserState, InvitationRecord, InvitationStatus, User, UserRecord,
+    Versioned, Write,
 };
-use crate::error::{Denied, Error, RedemptionError, TicketError};
+use crate::error::{Denied, Error, TicketError};
+use crate::flow::machine::FlowIdentity;
+use crate::policy::TermsOfUse;
 use crate::secret::{Digest, SecretString};
 
 /// What the page behind a redemption link shows (GET).
@@ -68,9 +77,20 @@ pub enum RedemptionStep {
         /// What the organisation will see, for the consent page.
         permissions: Vec<&'static str>,
     },
+    /// Accept or decline the tenant's terms of use
+    /// ([`GuestPass::answer_terms_of_use`](crate::GuestPass::answer_terms_of_use)).
+    TermsOfUse {
+        /// The terms.
+        terms: TermsOfUse,
+    },
+    /// The redemption is complete (a reload after the last step).
+    Redeemed,
+    /// The guest declined; the invitation stays pending (a reload after a
+    /// decline).
+    Declined,
 }
 
-/// A session opened by [`GuestPass::start_redemption`](crate::GuestPass::start_redemption).
+/// A redemption opened by [`GuestPass::start_redemption`](crate::GuestPass::start_redemption).
 #[derive(Debug)]
 pub struct RedemptionStarted {
     /// The opaque handle; the host keeps it in the guest's browser (a
@@ -80,7 +100,7 @@ pub struct RedemptionStarted {
     pub step: RedemptionStep,
 }
 
-/// The guest's answer on the consent page.
+/// The guest's answer on the consent page or the terms-of-use page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConsentDecision {
     /// Accept: complete the redemption.
@@ -98,13 +118,21 @@ pub struct Redeemed {
     pub redirect_url: Url,
 }
 
-/// How [`GuestPass::finish_redemption`](crate::GuestPass::finish_redemption) ended.
+/// How [`GuestPass::finish_redemption`](crate::GuestPass::finish_redemption)
+/// (consent) or [`GuestPass::answer_terms_of_use`](crate::GuestPass::answer_terms_of_use)
+/// ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Finished {
     /// Redeemed.
     Redeemed(Box<Redeemed>),
-    /// Consent declined; nothing changed but the session.
+    /// Declined; nothing changed but the flow, the invitation stays pending.
     Declined,
+    /// Consent given; the tenant's terms of use come next.
+    TermsOfUse {
+        /// The terms to show.
+        terms: TermsOfUse,
+    },
 }
 
 /// What the organisation receives, shown on the consent page.
@@ -153,76 +181,43 @@ pub(crate) fn check_redeemable(
     Ok(())
 }
 
-/// Checks a session is usable at `now` and at `expected`.
-pub(crate) fn check_session(
-    session: &RedemptionSession,
-    expected: SessionStep,
-    now: OffsetDateTime,
-) -> Result<(), RedemptionError> {
-    if now >= session.expires_at {
-        return Err(RedemptionError::SessionExpired);
-    }
-    if session.step != expected {
-        return Err(RedemptionError::WrongStep {
-            expected: expected.name(),
-            actual: session.step.name(),
-        });
-    }
-    Ok(())
-}
-
 /// The exactly-once completion: the user accepted with the email identity
-/// it proved, the invitation completed, the session closed — one
-/// conditional batch.
+/// the flow proved (and the terms it accepted), the invitation completed —
+/// the writes that go into one conditional batch with the flow's own.
 ///
 /// The identity's subject is the address the passcode proved, and the user's
 /// mail must still be that address; otherwise nothing is written.
 pub(crate) fn completion(
-    session: &Versioned<RedemptionSession>,
     invitation: &Versioned<InvitationRecord>,
     user: &Versioned<UserRecord>,
+    identity: &FlowIdentity,
+    acceptance: Option<AgreementAcceptance>,
     now: OffsetDateTime,
-) -> Result<(WriteBatch, User), Error> {
-    let proven = session
-        .value
-        .proven_address
-        .as_deref()
-        .ok_or(RedemptionError::WrongStep {
-            expected: SessionStep::AwaitingConsent.name(),
-            actual: SessionStep::AwaitingPasscode.name(),
-        })?;
-    if user.value.mail_key() != Some(proven) {
+) -> Result<([Write; 2], User), Error> {
+    if user.value.mail_key() != Some(identity.subject.as_str()) {
         return Err(TicketError::NoLongerValid.into());
     }
     let mut u = user.value.clone();
     u.active_invitation = None;
     u.user.external_user_state = Some(ExternalUserState::Accepted);
     u.user.external_user_state_change_date_time = Some(now);
-    if !u.user.has_identity(EMAIL_OTP_ISSUER, proven) {
-        u.user.identities.push(ObjectIdentity {
-            sign_in_type: SignInType::Federated,
-            issuer: EMAIL_OTP_ISSUER.to_owned(),
-            issuer_assigned_id: proven.to_owned(),
-        });
+    if !u.user.has_identity(&identity.issuer, &identity.subject) {
+        u.user.identities.push(identity.object_identity());
     }
+    u.user.agreement_acceptances.extend(acceptance);
     let mut inv = invitation.value.clone();
     inv.invitation.status = InvitationStatus::Completed;
     inv.ticket = None;
-    let mut s = session.value.clone();
-    s.step = SessionStep::Completed;
     let user_out = u.user.clone();
-    let batch = WriteBatch::new()
-        .with(Write::User {
+    let writes = [
+        Write::User {
             record: u,
             expect: Expect::Version(user.version),
-        })
-        .with(Write::Invitation {
+        },
+        Write::Invitation {
             record: inv,
             expect: Expect::Version(invitation.version),
-        })
-        .with(Write::Session {
-            record: s,
-            expect: Expect::Version(session.version),
-        });
-    Ok((batch, user_out))
+        },
+    ];
+    Ok((writes, user_out))
 }

@@ -440,6 +440,7 @@ impl GuestPass {
             user_flow_id: uf.id().to_owned(),
             client_id: app.client_id.clone(),
             redirect_uri: request.redirect_uri,
+            redemption: None,
             nonce: request.nonce,
             app_state: request.state,
             ui_locales: request.ui_locales,
@@ -458,14 +459,19 @@ impl GuestPass {
         Ok(FlowStarted { handle, page })
     }
 
-    /// A flow by its handle, checked live.
+    /// A sign-up flow by its handle, checked live (a redemption flow's
+    /// handle is unknown here).
     async fn live_flow(&self, handle: &str) -> Result<Versioned<FlowRecord>, Error> {
         if handle.is_empty() || handle.len() > MAX_HANDLE_LEN {
             return Err(FlowError::UnknownFlow.into());
         }
         let hash = Digest::sha256(handle.as_bytes());
         match self.inner.store.flow(self.tenant(), &hash).await? {
-            Some(f) if f.value.tenant_id == self.inner.config.tenant_id && f.value.handle_hash == hash => {
+            Some(f)
+                if f.value.tenant_id == self.inner.config.tenant_id
+                    && f.value.handle_hash == hash
+                    && f.value.redemption.is_none() =>
+            {
                 Ok(f)
             }
             _ => Err(FlowError::UnknownFlow.into()),
@@ -627,7 +633,8 @@ impl GuestPass {
             keys: &cfg.keys,
             passcode: &cfg.passcode,
             domains: &cfg.collaboration.domains,
-            user_flow: uf,
+            user_flow: Some(uf),
+            terms_of_use: None,
             tenant_domain: &cfg.tenant_domain,
         }
     }
@@ -727,6 +734,12 @@ impl GuestPass {
                         inputs.push_back(FlowInput::ApprovalReviewed { verdict });
                     }
                     Effect::CreateUser { record } => out.user = Some(record),
+                    Effect::CompleteRedemption { .. } => {
+                        return Err(Internal::Corrupt(
+                            "a sign-up step asked to complete a redemption".to_owned(),
+                        )
+                        .into());
+                    }
                     Effect::IssueToken {
                         user_id,
                         user_type,
@@ -1155,6 +1168,7 @@ impl GuestPass {
             .store
             .flow_by_id(self.tenant(), flow_id)
             .await?
+            .filter(|f| f.value.redemption.is_none())
             .ok_or(Error::NotFound { what: "sign-up flow" })?;
         let uf = self.user_flow(&flow.value.user_flow_id)?;
         let driven = self

@@ -14,10 +14,11 @@ use guestpass::audit::{AuditEvent, AuditKind, MemoryAudit};
 use guestpass::clock::{Clock, FixedClock};
 use guestpass::directory::{
     AddressThrottle, DirectoryStore, FlowRecord, Invitation, InvitationRecord, MemoryStore, ObjectRef,
-    PasscodeRecord, RedemptionSession, SessionStep, UserRecord, Versioned, WriteBatch,
+    PasscodeRecord, UserRecord, Versioned, WriteBatch,
 };
 use guestpass::email::EmailAddress;
 use guestpass::error::StoreError;
+use guestpass::flow::machine::FlowState;
 use guestpass::id::Id;
 use guestpass::idp::PasscodePolicy;
 use guestpass::invitation::{Redeemed, RedemptionStarted};
@@ -232,10 +233,8 @@ pub struct Snapshot {
     pub user_versions: Vec<Option<Versioned<UserRecord>>>,
     /// Known invitations.
     pub invitations: Vec<(Id, Option<Versioned<InvitationRecord>>)>,
-    /// Known sessions.
-    pub sessions: Vec<Option<Versioned<RedemptionSession>>>,
-    /// Known passcodes.
-    pub passcodes: Vec<(Id, Option<Versioned<PasscodeRecord>>)>,
+    /// Known redemption flows (with their inline passcodes), by handle.
+    pub flows: Vec<Option<Versioned<FlowRecord>>>,
     /// Throttles of every known address in each tenant.
     pub throttles: Vec<(String, String, Option<Versioned<AddressThrottle>>)>,
     /// Messages in the outbox.
@@ -261,8 +260,7 @@ impl Snapshot {
             &other.user_versions,
         );
         cmp(&mut out, "invitations", &self.invitations, &other.invitations);
-        cmp(&mut out, "sessions", &self.sessions, &other.sessions);
-        cmp(&mut out, "passcodes", &self.passcodes, &other.passcodes);
+        cmp(&mut out, "flows", &self.flows, &other.flows);
         cmp(&mut out, "throttles", &self.throttles, &other.throttles);
         cmp(&mut out, "mails sent", &self.mails, &other.mails);
         cmp(&mut out, "audit events", &self.audit_events, &other.audit_events);
@@ -274,7 +272,6 @@ impl Snapshot {
 struct Tracked {
     invitations: Vec<Id>,
     handles: Vec<String>,
-    passcodes: Vec<Id>,
     addresses: Vec<String>,
 }
 
@@ -543,7 +540,6 @@ impl Harness {
     pub async fn try_start(&self, ticket: &str) -> Result<RedemptionStarted, Error> {
         let started = self.gp.start_redemption(ticket).await?;
         self.track_handle(started.handle.expose());
-        self.track_session_passcode(started.handle.expose()).await;
         Ok(started)
     }
 
@@ -552,23 +548,9 @@ impl Harness {
         self.try_start(ticket).await.unwrap().handle.expose().to_owned()
     }
 
-    /// Remembers the passcode a session currently points at.
-    pub async fn track_session_passcode(&self, handle: &str) {
-        if let Some(s) = self.session(handle).await
-            && let Some(pid) = s.value.passcode_id
-        {
-            let mut t = self.tracked();
-            if !t.passcodes.contains(&pid) {
-                t.passcodes.push(pid);
-            }
-        }
-    }
-
-    /// Resends the passcode of a session; tracks the new code's record.
+    /// Resends the passcode of a redemption.
     pub async fn resend_passcode(&self, handle: &str) -> Result<RedemptionStep, Error> {
-        let step = self.gp.resend_passcode(handle).await?;
-        self.track_session_passcode(handle).await;
-        Ok(step)
+        self.gp.resend_passcode(handle).await
     }
 
     /// Invites `email`, starts redeeming the mailed ticket and reads the
@@ -618,7 +600,7 @@ impl Harness {
             .unwrap()
         {
             Finished::Redeemed(r) => *r,
-            Finished::Declined => panic!("accept declined"),
+            other => panic!("accept did not redeem: {other:?}"),
         }
     }
 
@@ -628,24 +610,43 @@ impl Harness {
         self.accept(&handle).await
     }
 
-    /// The session record behind a handle.
-    pub async fn session(&self, handle: &str) -> Option<Versioned<RedemptionSession>> {
+    /// The redemption flow behind a handle.
+    pub async fn session(&self, handle: &str) -> Option<Versioned<FlowRecord>> {
         self.store
-            .session(&Digest::sha256(handle.as_bytes()))
+            .flow(TENANT, &Digest::sha256(handle.as_bytes()))
             .await
             .unwrap()
     }
 
-    /// The step of an existing session.
-    pub async fn session_step(&self, handle: &str) -> SessionStep {
-        self.session(handle).await.expect("session exists").value.step
+    /// The step an existing redemption flow is at: `passcode`, `consent`,
+    /// `termsOfUse`, `completed` or `declined`.
+    pub async fn session_step(&self, handle: &str) -> &'static str {
+        self.session(handle)
+            .await
+            .expect("flow exists")
+            .value
+            .state
+            .name()
     }
 
-    /// The passcode record a session currently points at.
+    /// The passcode a redemption flow waits for, if it is at the passcode
+    /// step (with the flow's version).
+    pub async fn session_passcode_opt(&self, handle: &str) -> Option<Versioned<PasscodeRecord>> {
+        let f = self.session(handle).await.expect("flow exists");
+        match f.value.state {
+            FlowState::AwaitingPasscode { passcode, .. } => Some(Versioned {
+                value: passcode,
+                version: f.version,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The passcode a redemption flow waits for (it must be at that step).
     pub async fn session_passcode(&self, handle: &str) -> Versioned<PasscodeRecord> {
-        let s = self.session(handle).await.expect("session exists");
-        let pid = s.value.passcode_id.expect("session has a passcode");
-        self.store.passcode(pid).await.unwrap().expect("passcode exists")
+        self.session_passcode_opt(handle)
+            .await
+            .expect("flow is at the passcode step")
     }
 
     /// The throttle record of an address in the harness tenant.
@@ -705,14 +706,9 @@ impl Harness {
 
     /// Reads everything the harness knows how to reach.
     pub async fn snapshot(&self) -> Snapshot {
-        let (inv_ids, handles, pass_ids, mut addresses) = {
+        let (inv_ids, handles, mut addresses) = {
             let t = self.tracked();
-            (
-                t.invitations.clone(),
-                t.handles.clone(),
-                t.passcodes.clone(),
-                t.addresses.clone(),
-            )
+            (t.invitations.clone(), t.handles.clone(), t.addresses.clone())
         };
         let mut users = Vec::new();
         let mut user_versions = Vec::new();
@@ -738,20 +734,14 @@ impl Harness {
         for id in inv_ids {
             invitations.push((id, self.store.invitation(id).await.unwrap()));
         }
-        let mut sessions = Vec::new();
-        let mut pass_ids = pass_ids;
+        let mut flows = Vec::new();
         for h in handles {
-            let s = self.store.session(&Digest::sha256(h.as_bytes())).await.unwrap();
-            if let Some(pid) = s.as_ref().and_then(|s| s.value.passcode_id)
-                && !pass_ids.contains(&pid)
-            {
-                pass_ids.push(pid);
-            }
-            sessions.push(s);
-        }
-        let mut passcodes = Vec::new();
-        for id in pass_ids {
-            passcodes.push((id, self.store.passcode(id).await.unwrap()));
+            flows.push(
+                self.store
+                    .flow(TENANT, &Digest::sha256(h.as_bytes()))
+                    .await
+                    .unwrap(),
+            );
         }
         let mut throttles = Vec::new();
         for tenant in [TENANT, OTHER_TENANT] {
@@ -767,8 +757,7 @@ impl Harness {
             users,
             user_versions,
             invitations,
-            sessions,
-            passcodes,
+            flows,
             throttles,
             mails: self.outbox.messages().len(),
             audit_events: self.audit.events().len(),
@@ -896,16 +885,6 @@ impl DirectoryStore for YieldingStore {
     async fn invitation(&self, id: Id) -> Result<Option<Versioned<InvitationRecord>>, StoreError> {
         tokio::task::yield_now().await;
         self.0.invitation(id).await
-    }
-
-    async fn session(&self, hash: &Digest) -> Result<Option<Versioned<RedemptionSession>>, StoreError> {
-        tokio::task::yield_now().await;
-        self.0.session(hash).await
-    }
-
-    async fn passcode(&self, id: Id) -> Result<Option<Versioned<PasscodeRecord>>, StoreError> {
-        tokio::task::yield_now().await;
-        self.0.passcode(id).await
     }
 
     async fn throttle(

@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use guestpass::clock::FixedClock;
 use guestpass::directory::{
-    CommitHook, DirectoryStore, EMAIL_OTP_ISSUER, Expect, ExternalUserState, InvitationRecord,
-    InvitationStatus, RedemptionSession, SessionStep, UserRecord, Versioned, Write, WriteBatch,
+    CommitHook, DirectoryStore, EMAIL_OTP_ISSUER, Expect, ExternalUserState, FlowRecord, InvitationRecord,
+    InvitationStatus, UserRecord, Versioned, Write, WriteBatch,
 };
 use guestpass::email::EmailAddress;
 use guestpass::error::StoreError;
@@ -361,8 +361,8 @@ pub struct RedemptionState {
     pub user: Versioned<UserRecord>,
     /// The invitation.
     pub invitation: Versioned<InvitationRecord>,
-    /// The session.
-    pub session: Option<Versioned<RedemptionSession>>,
+    /// The redemption flow.
+    pub session: Option<Versioned<FlowRecord>>,
     /// Who holds the email identity.
     pub identity_holder: Option<Id>,
     /// Who holds the mail.
@@ -375,7 +375,10 @@ pub async fn redemption_state(store: &dyn DirectoryStore, guest: &Invited, handl
     RedemptionState {
         user: store.user(TENANT, guest.user).await.unwrap().unwrap(),
         invitation: store.invitation(guest.invitation).await.unwrap().unwrap(),
-        session: store.session(&Digest::sha256(handle.as_bytes())).await.unwrap(),
+        session: store
+            .flow(TENANT, &Digest::sha256(handle.as_bytes()))
+            .await
+            .unwrap(),
         identity_holder: store
             .user_by_identity(TENANT, EMAIL_OTP_ISSUER, &key)
             .await
@@ -466,11 +469,11 @@ pub async fn redemption_flow(store: Arc<dyn DirectoryStore>) {
     assert_pending(&redemption_state(store.as_ref(), &guest, &handle).await);
     match w.accept(&handle).await.unwrap() {
         Finished::Redeemed(r) => assert_eq!(r.user.id, guest.user),
-        Finished::Declined => panic!("declined"),
+        other => panic!("accept did not redeem: {other:?}"),
     }
     let s = redemption_state(store.as_ref(), &guest, &handle).await;
     assert_redeemed(&s);
-    assert_eq!(s.session.unwrap().value.step, SessionStep::Completed);
+    assert_eq!(s.session.unwrap().value.state.name(), "completed");
     // The ticket redeems nothing more.
     assert!(w.gp.start_redemption(&guest.ticket).await.is_err());
     assert_indexes_exact(store.as_ref()).await;
@@ -486,7 +489,7 @@ pub async fn injected_failures_roll_back(store: Arc<dyn DirectoryStore>, fail_at
     let before = redemption_state(store.as_ref(), &guest, &handle).await;
     assert_pending(&before);
     // The completion batch: the user (with its mail key), the release of
-    // its identities, invitation, session, then the identity insert.
+    // its identities, invitation, flow, then the identity insert.
     for n in 1..=5 {
         fail_at.store(n, Ordering::SeqCst);
         let r = w.accept(&handle).await;
@@ -534,17 +537,17 @@ pub async fn purge_rounds_safely(store: Arc<dyn DirectoryStore>) {
     let guest = w.invite("dave@fabrikam.example").await;
     let (handle, _) = w.start(&guest).await;
     let hash = Digest::sha256(handle.as_bytes());
-    let mut session = store.session(&hash).await.unwrap().unwrap();
+    let mut session = store.flow(TENANT, &hash).await.unwrap().unwrap();
     let odd = T0 + time::Duration::nanoseconds(1_500);
     session.value.expires_at = odd;
     store
-        .commit(WriteBatch::new().with(Write::Session {
+        .commit(WriteBatch::new().with(Write::Flow {
             record: session.value.clone(),
             expect: Expect::Version(session.version),
         }))
         .await
         .unwrap();
-    let got = store.session(&hash).await.unwrap().unwrap();
+    let got = store.flow(TENANT, &hash).await.unwrap().unwrap();
     assert_eq!(got.value, session.value, "nanoseconds survive");
     assert_eq!(got.version, session.version + 1);
     // 1 µs before the odd expiry rounds: still live.
@@ -552,28 +555,30 @@ pub async fn purge_rounds_safely(store: Arc<dyn DirectoryStore>) {
         .purge_expired(T0 + time::Duration::nanoseconds(1_499), 100)
         .await
         .unwrap();
-    assert_eq!(r.sessions, 0);
-    assert!(store.session(&hash).await.unwrap().is_some());
+    assert_eq!(r.flows, 0);
+    assert!(store.flow(TENANT, &hash).await.unwrap().is_some());
     // Expiries are kept in microseconds rounded up: a sub-microsecond
     // expiry is purged within a microsecond after it, never before.
     let r = store
         .purge_expired(odd + time::Duration::nanoseconds(500), 100)
         .await
         .unwrap();
-    assert_eq!(r.sessions, 1, "expired at its rounded expiry");
-    assert!(store.session(&hash).await.unwrap().is_none());
+    assert_eq!(r.flows, 1, "expired at its rounded expiry");
+    assert!(store.flow(TENANT, &hash).await.unwrap().is_none());
 }
 
 /// `purge_expired`: oldest expiry first, at most `limit` of each kind,
 /// tickets cleared with a version bump, users and throttles untouched.
 pub async fn purge_takes_oldest_first(store: Arc<dyn DirectoryStore>) {
-    use guestpass::directory::{AddressThrottle, PasscodeRecord, conformance};
+    use guestpass::directory::{AddressThrottle, PasscodeRecord, RedemptionBinding, conformance};
+    use guestpass::flow::machine::FlowState;
     let minutes = time::Duration::minutes;
     let u = conformance::user(TENANT, 1, "ivan");
     let mut batch = WriteBatch::new().with(Write::User {
         record: u.clone(),
         expect: Expect::Absent,
     });
+    let mut hashes = Vec::new();
     for n in 1..=3u8 {
         let mut inv = conformance::invitation(TENANT, n, &u);
         inv.ticket = Some(guestpass::directory::TicketBinding {
@@ -584,26 +589,19 @@ pub async fn purge_takes_oldest_first(store: Arc<dyn DirectoryStore>) {
             record: inv,
             expect: Expect::Absent,
         });
-        let hash = Digest::sha256(&[b's', n]);
-        batch.push(Write::Session {
-            record: RedemptionSession {
-                handle_hash: hash,
-                tenant_id: TENANT.into(),
-                invitation_id: Id::from_bytes([n; 16]),
-                user_id: u.user.id,
-                verifier_hash: Digest::sha256(b"v"),
-                step: SessionStep::AwaitingPasscode,
-                passcode_id: None,
-                proven_address: None,
-                created_at: T0,
-                expires_at: T0 + minutes(i64::from(n)),
-            },
-            expect: Expect::Absent,
+        // A redemption flow waiting for its passcode, expiring at T0+n min.
+        let mut flow = conformance::flow(TENANT, n, FlowState::Invited);
+        flow.expires_at = T0 + minutes(i64::from(n));
+        flow.redemption = Some(RedemptionBinding {
+            invitation_id: Id::from_bytes([n; 16]),
+            user_id: u.user.id,
+            verifier_hash: Digest::sha256(b"v"),
         });
-        batch.push(Write::Passcode {
-            record: PasscodeRecord {
+        flow.state = FlowState::AwaitingPasscode {
+            email: EmailAddress::parse("ivan@fabrikam.example").unwrap(),
+            passcode: PasscodeRecord {
                 id: Id::from_bytes([n + 10; 16]),
-                bound_to: hash,
+                bound_to: flow.handle_hash,
                 address_key: "ivan@fabrikam.example".into(),
                 code_hash: Digest::sha256(b"c"),
                 attempts: 0,
@@ -611,6 +609,11 @@ pub async fn purge_takes_oldest_first(store: Arc<dyn DirectoryStore>) {
                 issued_at: T0,
                 expires_at: T0 + minutes(i64::from(n)),
             },
+            delivered: true,
+        };
+        hashes.push(flow.handle_hash);
+        batch.push(Write::Flow {
+            record: flow,
             expect: Expect::Absent,
         });
     }
@@ -626,7 +629,8 @@ pub async fn purge_takes_oldest_first(store: Arc<dyn DirectoryStore>) {
     store.commit(batch).await.unwrap();
     let session = |n: u8| {
         let store = store.clone();
-        async move { store.session(&Digest::sha256(&[b's', n])).await.unwrap() }
+        let hash = hashes[usize::from(n) - 1];
+        async move { store.flow(TENANT, &hash).await.unwrap() }
     };
     let inv = |n: u8| {
         let store = store.clone();
@@ -637,18 +641,17 @@ pub async fn purge_takes_oldest_first(store: Arc<dyn DirectoryStore>) {
         }
     };
 
-    // At T0+2m, sessions/passcodes 1 and 2 and tickets 3 and 2 are due.
+    // At T0+2m, flows 1 and 2 and tickets 3 and 2 are due.
     let now = T0 + minutes(2);
     let r = store.purge_expired(now, 1).await.unwrap();
-    assert_eq!((r.sessions, r.passcodes, r.tickets), (1, 1, 1));
-    assert!(session(1).await.is_none(), "oldest session first");
+    assert_eq!((r.flows, r.tickets), (1, 1));
+    assert!(session(1).await.is_none(), "oldest flow first");
     assert!(session(2).await.is_some());
-    assert!(store.passcode(Id::from_bytes([11; 16])).await.unwrap().is_none());
     let third = inv(3).await;
     assert_eq!((third.value.ticket.is_none(), third.version), (true, 2));
     assert!(inv(2).await.value.ticket.is_some(), "oldest ticket first");
     let r = store.purge_expired(now, 10).await.unwrap();
-    assert_eq!((r.sessions, r.passcodes, r.tickets), (1, 1, 1));
+    assert_eq!((r.flows, r.tickets), (1, 1));
     let r = store.purge_expired(now, 10).await.unwrap();
     assert_eq!(r.total(), 0);
     assert!(session(3).await.is_some());
@@ -659,7 +662,7 @@ pub async fn purge_takes_oldest_first(store: Arc<dyn DirectoryStore>) {
     );
     assert_eq!(store.purge_expired(T0 + minutes(60), 0).await.unwrap().total(), 0);
     let r = store.purge_expired(T0 + minutes(60), 10).await.unwrap();
-    assert_eq!((r.sessions, r.passcodes, r.tickets), (1, 1, 1));
+    assert_eq!((r.flows, r.tickets), (1, 1));
     // Users and throttles stay.
     assert_eq!(store.user(TENANT, u.user.id).await.unwrap().unwrap().version, 1);
     let t = store

@@ -15,10 +15,10 @@
 //! lookup uses: `users (id, tenant_id, mail_key UNIQUE per tenant,
 //! created_at)`, `user_identities (tenant_id, issuer, issuer_assigned_id)
 //! PRIMARY KEY → user_id`, `invitations (id, tenant_id, ticket_expires_at)`,
-//! `sessions (handle_hash, tenant_id, expires_at)`, `passcodes (id,
-//! expires_at)`, `throttles (tenant_id, address_key)`, `flows (id,
-//! tenant_id, handle_hash UNIQUE, awaiting_approval, created_at,
-//! expires_at)` (migration 0003). Timestamps are unix
+//! `throttles (tenant_id, address_key)`, `flows (id, tenant_id,
+//! handle_hash UNIQUE, awaiting_approval, created_at, expires_at)`
+//! (migration 0003; migration 0004 drops the redemption sessions and
+//! passcodes of schema version 1, which redemption flows replaced). Timestamps are unix
 //! microseconds; expiries are rounded up and "now" down, so a record is never
 //! purged before it has expired (at most a microsecond after).
 //! `ticket_expires_at` is set while an invitation holds a ticket binding, so
@@ -53,8 +53,8 @@
 //!
 //! PostgreSQL runs the whole plan in one round trip: the statements are
 //! sent as one JSON batch to the function `guestpass.commit_batch`
-//! (migration 0002; migration 0003 replaces it to add the flow
-//! statements), which runs the same statements in order inside the
+//! (migration 0002; migrations 0003 and 0004 replace it as the flow
+//! statements come and the session and passcode statements go), which runs the same statements in order inside the
 //! calling statement's transaction and raises SQLSTATE `GP001` for a failed
 //! precondition, naming the failing statement by index in every error's
 //! detail. While a fault-injection hook is installed the plan runs
@@ -73,17 +73,17 @@
 //! # Joined reads
 //!
 //! [`redemption_by_invitation`](crate::directory::DirectoryStore::redemption_by_invitation)
-//! and [`redemption_by_session`](crate::directory::DirectoryStore::redemption_by_session)
-//! are one query each: `LEFT JOIN`s from the session or invitation along the
-//! ids its JSON holds (`invitation_id`, `invitation.invitedUser.id`,
-//! `passcode_id`) to primary keys, so a redemption step reads once.
+//! and [`redemption_by_flow`](crate::directory::DirectoryStore::redemption_by_flow)
+//! are one query each: `LEFT JOIN`s from the flow or invitation along the
+//! ids its JSON holds (`redemption.invitationId`,
+//! `invitation.invitedUser.id`) to primary keys, so a redemption step reads
+//! once.
 //!
 //! # Purge
 //!
 //! [`purge_expired`](crate::directory::DirectoryStore::purge_expired) runs
 //! its statements each on its own (what was purged before a failure stays
-//! purged): one bounded `DELETE` each for sessions, passcodes and flows
-//! (oldest expiry first; the `DELETE` repeats the expiry condition, so a
+//! purged): one bounded `DELETE` for flows (oldest expiry first; the `DELETE` repeats the expiry condition, so a
 //! flow whose expiry a concurrent commit extended stays), then, for the
 //! oldest expired ticket bindings, the same conditional `UPDATE` a commit
 //! uses, so an invitation changed meanwhile keeps its change.
@@ -115,9 +115,7 @@ use sqlx::types::Json;
 use sqlx::{Database, Encode, Type};
 use time::OffsetDateTime;
 
-use crate::directory::model::{
-    AddressThrottle, FlowRecord, InvitationRecord, PasscodeRecord, RedemptionSession, UserRecord,
-};
+use crate::directory::model::{AddressThrottle, FlowRecord, InvitationRecord, UserRecord};
 use crate::directory::store::{Expect, PurgeReport, RedemptionRecords, Versioned, Write, WriteBatch};
 use crate::error::StoreError;
 use crate::id::Id;
@@ -385,29 +383,9 @@ macro_rules! sql_store {
             async fn invitation(
                 &self,
                 id: $crate::id::Id,
-            ) -> Result<
-                Option<$crate::directory::Versioned<$crate::directory::InvitationRecord>>,
-                StoreError,
-            > {
-                self.core.invitation(id).await
-            }
-
-            async fn session(
-                &self,
-                handle_hash: &$crate::secret::Digest,
-            ) -> Result<
-                Option<$crate::directory::Versioned<$crate::directory::RedemptionSession>>,
-                StoreError,
-            > {
-                self.core.session(handle_hash).await
-            }
-
-            async fn passcode(
-                &self,
-                id: $crate::id::Id,
-            ) -> Result<Option<$crate::directory::Versioned<$crate::directory::PasscodeRecord>>, StoreError>
+            ) -> Result<Option<$crate::directory::Versioned<$crate::directory::InvitationRecord>>, StoreError>
             {
-                self.core.passcode(id).await
+                self.core.invitation(id).await
             }
 
             async fn throttle(
@@ -441,7 +419,9 @@ macro_rules! sql_store {
                 now: time::OffsetDateTime,
                 limit: u32,
             ) -> Result<Vec<$crate::directory::Versioned<$crate::directory::FlowRecord>>, StoreError> {
-                self.core.flows_awaiting_approval(tenant_id, now, limit).await
+                self.core
+                    .flows_awaiting_approval(tenant_id, now, limit)
+                    .await
             }
 
             async fn redemption_by_invitation(
@@ -449,15 +429,17 @@ macro_rules! sql_store {
                 tenant_id: &str,
                 invitation_id: $crate::id::Id,
             ) -> Result<$crate::directory::RedemptionRecords, StoreError> {
-                self.core.redemption_by_invitation(tenant_id, invitation_id).await
+                self.core
+                    .redemption_by_invitation(tenant_id, invitation_id)
+                    .await
             }
 
-            async fn redemption_by_session(
+            async fn redemption_by_flow(
                 &self,
                 tenant_id: &str,
                 handle_hash: &$crate::secret::Digest,
             ) -> Result<$crate::directory::RedemptionRecords, StoreError> {
-                self.core.redemption_by_session(tenant_id, handle_hash).await
+                self.core.redemption_by_flow(tenant_id, handle_hash).await
             }
 
             async fn commit(&self, batch: $crate::directory::WriteBatch) -> Result<(), StoreError> {
@@ -489,7 +471,7 @@ impl Stored {
 
 /// A write statement of a commit. `op` names it in the batch the
 /// PostgreSQL function `guestpass.commit_batch` runs (its latest version,
-/// in migration 0003, holds the same statement under that name, with
+/// in migration 0004, holds the same statement under that name, with
 /// parameter `$n` read from the batch entry's argument `n - 1`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Statement {
@@ -542,26 +524,6 @@ const INVITATION_UPDATE: Statement = Statement {
     sql: "UPDATE invitations SET ticket_expires_at = $3, data = $4, version = version + 1 \
      WHERE id = $1 AND tenant_id = $2 AND version = $5",
 };
-const SESSION_INSERT: Statement = Statement {
-    op: "session_insert",
-    sql: "INSERT INTO sessions (handle_hash, tenant_id, expires_at, data, version) \
-     VALUES ($1, $2, $3, $4, 1) ON CONFLICT (handle_hash) DO NOTHING",
-};
-const SESSION_UPDATE: Statement = Statement {
-    op: "session_update",
-    sql: "UPDATE sessions SET expires_at = $3, data = $4, version = version + 1 \
-     WHERE handle_hash = $1 AND tenant_id = $2 AND version = $5",
-};
-const PASSCODE_INSERT: Statement = Statement {
-    op: "passcode_insert",
-    sql: "INSERT INTO passcodes (id, expires_at, data, version) \
-     VALUES ($1, $2, $3, 1) ON CONFLICT (id) DO NOTHING",
-};
-const PASSCODE_UPDATE: Statement = Statement {
-    op: "passcode_update",
-    sql: "UPDATE passcodes SET expires_at = $2, data = $3, version = version + 1 \
-     WHERE id = $1 AND version = $4",
-};
 const THROTTLE_INSERT: Statement = Statement {
     op: "throttle_insert",
     sql: "INSERT INTO throttles (tenant_id, address_key, data, version) \
@@ -596,8 +558,6 @@ const SELECT_USER_BY_IDENTITY: &str = "SELECT u.version, u.data FROM user_identi
      WHERE i.tenant_id = $1 AND i.issuer = $2 AND i.issuer_assigned_id = $3";
 const SELECT_USERS: &str = "SELECT version, data FROM users WHERE tenant_id = $1 ORDER BY created_at, id";
 const SELECT_INVITATION: &str = "SELECT version, data FROM invitations WHERE id = $1";
-const SELECT_SESSION: &str = "SELECT version, data FROM sessions WHERE handle_hash = $1";
-const SELECT_PASSCODE: &str = "SELECT version, data FROM passcodes WHERE id = $1";
 const SELECT_THROTTLE: &str = "SELECT version, data FROM throttles WHERE tenant_id = $1 AND address_key = $2";
 const SELECT_FLOW: &str = "SELECT version, data FROM flows WHERE handle_hash = $1 AND tenant_id = $2";
 const SELECT_FLOW_BY_ID: &str = "SELECT version, data FROM flows WHERE id = $1 AND tenant_id = $2";
@@ -615,24 +575,17 @@ const SELECT_REDEMPTION_BY_INVITATION: &str = "SELECT i.version, i.data, u.versi
      AND u.id = (i.data -> 'invitation' -> 'invitedUser' ->> 'id') \
      LEFT JOIN throttles t ON t.tenant_id = $1 AND t.address_key = u.mail_key \
      WHERE i.id = $2";
-/// A session of the tenant, its invitation, the invitation's user (when
-/// the invitation is the tenant's), the session's passcode, and the
-/// counters of the passcode's address (else of the user's mail). `$1`
-/// tenant, `$2` handle hash.
-const SELECT_REDEMPTION_BY_SESSION: &str = "SELECT s.version, s.data, i.version, i.data, \
-     u.version, u.data, p.version, p.data, t.version, t.data FROM sessions s \
-     LEFT JOIN invitations i ON i.id = (s.data ->> 'invitation_id') \
+/// A flow of the tenant, the invitation it redeems, the invitation's user
+/// (when the invitation is the tenant's) and the counters of the user's
+/// mail. `$1` tenant, `$2` handle hash.
+const SELECT_REDEMPTION_BY_FLOW: &str = "SELECT f.version, f.data, i.version, i.data, \
+     u.version, u.data, t.version, t.data FROM flows f \
+     LEFT JOIN invitations i ON i.id = (f.data -> 'redemption' ->> 'invitationId') \
      LEFT JOIN users u ON i.tenant_id = $1 AND u.tenant_id = $1 \
      AND u.id = (i.data -> 'invitation' -> 'invitedUser' ->> 'id') \
-     LEFT JOIN passcodes p ON p.id = (s.data ->> 'passcode_id') \
-     LEFT JOIN throttles t ON t.tenant_id = $1 \
-     AND t.address_key = COALESCE(p.data ->> 'address_key', u.mail_key) \
-     WHERE s.tenant_id = $1 AND s.handle_hash = $2";
+     LEFT JOIN throttles t ON t.tenant_id = $1 AND t.address_key = u.mail_key \
+     WHERE f.tenant_id = $1 AND f.handle_hash = $2";
 
-const PURGE_SESSIONS: &str = "DELETE FROM sessions WHERE expires_at <= $1 AND handle_hash IN \
-     (SELECT handle_hash FROM sessions WHERE expires_at <= $1 ORDER BY expires_at, handle_hash LIMIT $2)";
-const PURGE_PASSCODES: &str = "DELETE FROM passcodes WHERE expires_at <= $1 AND id IN \
-     (SELECT id FROM passcodes WHERE expires_at <= $1 ORDER BY expires_at, id LIMIT $2)";
 const PURGE_FLOWS: &str = "DELETE FROM flows WHERE expires_at <= $1 AND id IN \
      (SELECT id FROM flows WHERE expires_at <= $1 ORDER BY expires_at, id LIMIT $2)";
 const SELECT_EXPIRED_TICKETS: &str = "SELECT version, data FROM invitations WHERE ticket_expires_at <= $1 \
@@ -900,23 +853,6 @@ fn plan(batch: WriteBatch) -> Result<Vec<Stmt>, StoreError> {
                     ],
                 )
             }
-            Write::Session { record: s, .. } => (
-                (SESSION_INSERT, SESSION_UPDATE),
-                vec![
-                    Text(s.handle_hash.to_hex()),
-                    Text(s.tenant_id.clone()),
-                    Int(micros_ceil(s.expires_at)),
-                    Json(to_json(record, &key, &s)?),
-                ],
-            ),
-            Write::Passcode { record: p, .. } => (
-                (PASSCODE_INSERT, PASSCODE_UPDATE),
-                vec![
-                    Text(p.id.to_string()),
-                    Int(micros_ceil(p.expires_at)),
-                    Json(to_json(record, &key, &p)?),
-                ],
-            ),
             Write::Throttle {
                 tenant_id, record: t, ..
             } => (
@@ -1178,21 +1114,6 @@ impl SqlCore {
         self.one("invitation", &key, SELECT_INVITATION, args).await
     }
 
-    pub(crate) async fn session(
-        &self,
-        handle_hash: &Digest,
-    ) -> Result<Option<Versioned<RedemptionSession>>, StoreError> {
-        let key = handle_hash.to_hex();
-        let args = vec![Arg::Text(key.clone())];
-        self.one("session", &key, SELECT_SESSION, args).await
-    }
-
-    pub(crate) async fn passcode(&self, id: Id) -> Result<Option<Versioned<PasscodeRecord>>, StoreError> {
-        let key = id.to_string();
-        let args = vec![Arg::Text(key.clone())];
-        self.one("passcode", &key, SELECT_PASSCODE, args).await
-    }
-
     pub(crate) async fn throttle(
         &self,
         tenant_id: &str,
@@ -1292,32 +1213,30 @@ impl SqlCore {
             .into_iter();
         let key = format!("of invitation {key}");
         Ok(RedemptionRecords {
-            session: None,
+            flow: None,
             invitation: decode_opt("invitation", &key, cols.next().flatten())?,
             user: decode_opt("user", &key, cols.next().flatten())?,
-            passcode: None,
             throttle: decode_opt("throttle", &key, cols.next().flatten())?,
         })
     }
 
-    pub(crate) async fn redemption_by_session(
+    pub(crate) async fn redemption_by_flow(
         &self,
         tenant_id: &str,
         handle_hash: &Digest,
     ) -> Result<RedemptionRecords, StoreError> {
         let key = handle_hash.to_hex();
         let args = vec![Arg::Text(tenant_id.to_owned()), Arg::Text(key.clone())];
-        let what = format!("the redemption of session `{key}`");
+        let what = format!("the redemption of flow `{key}`");
         let mut cols = self
-            .joined(&what, SELECT_REDEMPTION_BY_SESSION, args, 5)
+            .joined(&what, SELECT_REDEMPTION_BY_FLOW, args, 4)
             .await?
             .into_iter();
-        let key = format!("of session {key}");
+        let key = format!("of flow {key}");
         Ok(RedemptionRecords {
-            session: decode_opt("session", &key, cols.next().flatten())?,
+            flow: decode_opt("flow", &key, cols.next().flatten())?,
             invitation: decode_opt("invitation", &key, cols.next().flatten())?,
             user: decode_opt("user", &key, cols.next().flatten())?,
-            passcode: decode_opt("passcode", &key, cols.next().flatten())?,
             throttle: decode_opt("throttle", &key, cols.next().flatten())?,
         })
     }
@@ -1368,14 +1287,6 @@ impl SqlCore {
         }
         let bounds = [Arg::Int(micros_floor(now)), Arg::Int(i64::from(limit))];
         let db = &self.backend;
-        let sessions = db
-            .execute(PURGE_SESSIONS, &bounds)
-            .await
-            .map_err(|e| backend_error("cannot purge expired sessions", &e))?;
-        let passcodes = db
-            .execute(PURGE_PASSCODES, &bounds)
-            .await
-            .map_err(|e| backend_error("cannot purge expired passcodes", &e))?;
         let flows = db
             .execute(PURGE_FLOWS, &bounds)
             .await
@@ -1407,12 +1318,7 @@ impl SqlCore {
                 .await
                 .map_err(|e| s.error(&e))?;
         }
-        Ok(PurgeReport {
-            sessions,
-            passcodes,
-            tickets,
-            flows,
-        })
+        Ok(PurgeReport { tickets, flows })
     }
 }
 
@@ -1455,6 +1361,7 @@ mod tests {
                 account_enabled: true,
                 sponsors: Vec::new(),
                 created_date_time: datetime!(2026-11-01 12:00 UTC),
+                agreement_acceptances: Vec::new(),
                 attributes: Default::default(),
             },
             tenant_id: "t1".into(),
@@ -1515,7 +1422,7 @@ mod tests {
     }
 
     /// Every write statement, for the checks below.
-    const STATEMENTS: [Statement; 17] = [
+    const STATEMENTS: [Statement; 13] = [
         USER_INSERT,
         USER_UPDATE,
         USER_INSERT_MAIL,
@@ -1525,10 +1432,6 @@ mod tests {
         IDENTITY_INSERT,
         INVITATION_INSERT,
         INVITATION_UPDATE,
-        SESSION_INSERT,
-        SESSION_UPDATE,
-        PASSCODE_INSERT,
-        PASSCODE_UPDATE,
         THROTTLE_INSERT,
         THROTTLE_UPDATE,
         FLOW_INSERT,
@@ -1538,7 +1441,7 @@ mod tests {
     #[test]
     fn the_latest_commit_batch_knows_every_statement() {
         // The newest migration that (re)defines the function.
-        let function = include_str!("../../../migrations/postgres/0003_flows.sql");
+        let function = include_str!("../../../migrations/postgres/0004_redemption_flows.sql");
         assert!(function.contains("CREATE OR REPLACE FUNCTION guestpass.commit_batch"));
         for s in STATEMENTS {
             assert!(
@@ -1571,6 +1474,7 @@ mod tests {
             user_flow_id: "f".into(),
             client_id: "c".into(),
             redirect_uri: "https://app.example/".into(),
+            redemption: None,
             nonce: None,
             app_state: None,
             ui_locales: None,

@@ -22,7 +22,14 @@
 //!   (`double redemptions: 0`), and every user in the directory must be
 //!   `Accepted` with exactly one identity.
 //!
-//! The PostgreSQL store gets one pooled connection per task.
+//! The PostgreSQL store runs with its default pool
+//! ([`POSTGRES_MAX_CONNECTIONS`](guestpass::directory::POSTGRES_MAX_CONNECTIONS),
+//! 10 connections) unless `--connections C` sets another size: the tasks
+//! queue for connections as a host's request handlers would. On two cores
+//! a pool of about a dozen connections beats one connection per task (32
+//! server processes contend for the cores); pgbench, by contrast, is
+//! fastest with one connection per client (group commit), so it gets
+//! `--tasks` clients.
 //!
 //! On PostgreSQL the same load database then gets a reference from
 //! `pgbench` (when it is installed): `pgbench -i -s 10`, then the built-in
@@ -39,7 +46,7 @@
 //!
 //! ```text
 //! cargo run --release --example load_redeem --features sqlite,postgres -- \
-//!     [--postgres URL] [--sqlite PATH] [--tickets N] [--tasks T] \
+//!     [--postgres URL] [--sqlite PATH] [--tickets N] [--tasks T] [--connections C] \
 //!     [--pgbench-seconds S] [--backends sqlite,postgres]
 //! ```
 //!
@@ -81,7 +88,8 @@ const PGBENCH_SCALE: u32 = 10;
 const TARGET_RATIO: f64 = 0.3;
 
 const USAGE: &str = "usage: cargo run --release --example load_redeem --features sqlite,postgres -- \
-[--postgres URL] [--sqlite PATH] [--tickets N (10000)] [--tasks T (32)] [--pgbench-seconds S (10)] \
+[--postgres URL] [--sqlite PATH] [--tickets N (10000)] [--tasks T (32)] [--connections C (10)] \
+[--pgbench-seconds S (10)] \
 [--backends sqlite,postgres]";
 
 fn main() -> Res<()> {
@@ -117,6 +125,8 @@ struct Options {
     sqlite_path: Option<PathBuf>,
     tickets: usize,
     tasks: usize,
+    /// PostgreSQL pool size (default: the store's own default).
+    connections: Option<usize>,
     pgbench_seconds: u64,
     backends: Vec<Backend>,
 }
@@ -132,6 +142,7 @@ impl Options {
             sqlite_path: None,
             tickets: 10_000,
             tasks: 32,
+            connections: None,
             pgbench_seconds: 10,
             backends: vec![Backend::Sqlite, Backend::Postgres],
         };
@@ -155,6 +166,7 @@ impl Options {
                 "--sqlite" => opts.sqlite_path = Some(PathBuf::from(value()?)),
                 "--tickets" => opts.tickets = positive(&flag, &value()?)?,
                 "--tasks" => opts.tasks = positive(&flag, &value()?)?,
+                "--connections" => opts.connections = Some(positive(&flag, &value()?)?),
                 "--pgbench-seconds" => opts.pgbench_seconds = positive(&flag, &value()?)? as u64,
                 "--backends" => {
                     let mut backends = Vec::new();
@@ -366,8 +378,12 @@ async fn postgres_run(opts: &Options) -> Res<Figures> {
 }
 
 async fn postgres_body(opts: &Options, url: &str) -> Res<Figures> {
-    // One connection per task, as pgbench has one per client.
-    let pool = PostgresOptions::default().max_connections(u32::try_from(opts.tasks)?);
+    // The store's default pool unless `--connections` says otherwise: the
+    // tasks queue for connections as a host's request handlers do.
+    let pool = match opts.connections {
+        Some(n) => PostgresOptions::default().max_connections(u32::try_from(n)?),
+        None => PostgresOptions::default(),
+    };
     let store = Arc::new(PostgresStore::connect_with(url, pool).await?);
     println!("store: {store:?}");
     let result = bench(Backend::Postgres, opts, store.clone()).await;

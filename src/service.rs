@@ -882,21 +882,47 @@ impl GuestPass {
         expected: &'static str,
         at: fn(&FlowState) -> bool,
     ) -> Result<LiveRedemption, Error> {
+        let (flow, records) = self.read_redemption(handle).await?;
+        self.check_live(flow, records, expected, at)
+    }
+
+    /// The redemption flow behind `handle` (of this tenant, under exactly
+    /// this handle's hash; a sign-up flow is unknown here) with what it
+    /// redeems, in one read.
+    async fn read_redemption(
+        &self,
+        handle: &str,
+    ) -> Result<(Versioned<FlowRecord>, RedemptionRecords), Error> {
         if handle.is_empty() || handle.len() > MAX_HANDLE_LEN {
             return Err(RedemptionError::UnknownSession.into());
         }
         let hash = Digest::sha256(handle.as_bytes());
-        let mut records = self.inner.store.redemption_by_flow(self.tenant(), &hash).await?;
-        let flow = match records.flow.take() {
+        let mut records = self
+            .inner
+            .store
+            .redemption_by_flow(self.tenant(), &hash)
+            .await?;
+        match records.flow.take() {
             Some(f)
                 if f.value.tenant_id == self.inner.config.tenant_id
                     && f.value.handle_hash == hash
                     && f.value.redemption.is_some() =>
             {
-                f
+                Ok((f, records))
             }
-            _ => return Err(RedemptionError::UnknownSession.into()),
-        };
+            _ => Err(RedemptionError::UnknownSession.into()),
+        }
+    }
+
+    /// Checks that `flow` is live, at a step `at` accepts, and that what it
+    /// redeems still may be redeemed.
+    fn check_live(
+        &self,
+        flow: Versioned<FlowRecord>,
+        records: RedemptionRecords,
+        expected: &'static str,
+        at: fn(&FlowState) -> bool,
+    ) -> Result<LiveRedemption, Error> {
         let Some(binding) = flow.value.redemption.clone() else {
             return Err(RedemptionError::UnknownSession.into());
         };
@@ -948,7 +974,8 @@ impl GuestPass {
             tenant_domain: &cfg.tenant_domain,
         };
         let at_terms = matches!(record.state, FlowState::TermsOfUse { .. });
-        let t = machine::transition(&env, &record, input(throttle.as_ref().map(|t| t.value.clone())))?;
+        let t = machine::transition(&env, &record, input(throttle.as_ref().map(|t| t.value.clone())))
+            .map_err(|e| as_redemption_error(e, record.state.name()))?;
         record.state = t.state;
         let mut batch = WriteBatch::new();
         let mut mail = None;
@@ -1009,7 +1036,7 @@ impl GuestPass {
         self.inner.store.commit(batch).await?;
         let user_id = Some(r.user.value.user.id);
         let invitation_id = r.invitation.value.invitation.id;
-        let mut page = self.redemption_page(&record.state);
+        let mut page = self.redemption_page(&record.state)?;
         if let Some(message) = mail {
             let sent_to = message.to.address.to_string();
             match self.inner.mail.send(&message).await {
@@ -1059,10 +1086,10 @@ impl GuestPass {
         Ok(Stepped { page, redeemed })
     }
 
-    /// The page for a redemption flow at `state`.
-    fn redemption_page(&self, state: &FlowState) -> RedemptionStep {
+    /// The page for a redemption flow at `state`, from what the flow holds.
+    fn redemption_page(&self, state: &FlowState) -> Result<RedemptionStep, Error> {
         let cfg = &self.inner.config;
-        match state {
+        Ok(match state {
             FlowState::AwaitingPasscode { email, delivered, .. } => {
                 let sent_to = email.to_string();
                 if *delivered {
@@ -1081,13 +1108,26 @@ impl GuestPass {
                 privacy_statement_url: cfg.privacy_statement_url.as_ref().map(|u| u.to_string()),
                 permissions: CONSENT_PERMISSIONS.to_vec(),
             },
-            FlowState::TermsOfUse { .. } => match &cfg.terms_of_use {
-                Some(terms) => RedemptionStep::TermsOfUse { terms: terms.clone() },
-                None => RedemptionStep::Declined,
+            FlowState::TermsOfUse {
+                agreement_id,
+                version,
+                display_name,
+                url,
+                ..
+            } => RedemptionStep::TermsOfUse {
+                terms: TermsOfUse::new(agreement_id.clone(), display_name.clone(), url, *version)
+                    .map_err(|e| Internal::Corrupt(format!("stored terms of use: {e}")))?,
             },
             FlowState::Completed { .. } => RedemptionStep::Redeemed,
-            _ => RedemptionStep::Declined,
-        }
+            FlowState::Declined => RedemptionStep::Declined,
+            other => {
+                return Err(Internal::Corrupt(format!(
+                    "redemption flow at the sign-up step `{}`",
+                    other.name()
+                ))
+                .into());
+            }
+        })
     }
 
     /// The invitation's redirect URL, if it is still registered.
@@ -1108,33 +1148,22 @@ impl GuestPass {
         })
     }
 
-    /// Where a redemption flow is, for a page (re)load: the step to show.
-    /// Changes nothing.
+    /// Where a redemption flow is, for a page (re)load: the step to show,
+    /// from what the flow holds. Changes nothing. A finished redemption
+    /// (redeemed or declined) shows its end until it is purged.
     ///
     /// # Errors
     ///
-    /// [`Error::Redemption`] for an unknown or expired flow,
-    /// [`Error::Ticket`] when the invitation was revoked, replaced or
-    /// redeemed meanwhile (a redeemed flow's own invitation shows as
-    /// [`RedemptionStep::Redeemed`]).
+    /// [`Error::Redemption`] for an unknown (or purged) flow and for an
+    /// expired unfinished one, [`Error::Ticket`] when the invitation of an
+    /// unfinished flow was revoked, replaced or redeemed meanwhile.
     pub async fn redemption_step(&self, handle: &str) -> Result<RedemptionStep, Error> {
-        if handle.is_empty() || handle.len() > MAX_HANDLE_LEN {
-            return Err(RedemptionError::UnknownSession.into());
+        let (flow, records) = self.read_redemption(handle).await?;
+        if flow.value.state.is_final() {
+            return self.redemption_page(&flow.value.state);
         }
-        let hash = Digest::sha256(handle.as_bytes());
-        let records = self.inner.store.redemption_by_flow(self.tenant(), &hash).await?;
-        match &records.flow {
-            Some(f) if f.value.redemption.is_some() && f.value.state.is_final() => {
-                Ok(self.redemption_page(&f.value.state))
-            }
-            Some(f) if f.value.redemption.is_some() => {
-                let live = self
-                    .live_redemption(handle, f.value.state.name(), |_| true)
-                    .await?;
-                Ok(self.redemption_page(&live.flow.value.state))
-            }
-            _ => Err(RedemptionError::UnknownSession.into()),
-        }
+        let live = self.check_live(flow, records, "a live step", |_| true)?;
+        self.redemption_page(&live.flow.value.state)
     }
 
     /// Mails a new passcode for a redemption waiting for one; the earlier
@@ -1278,6 +1307,28 @@ impl GuestPass {
             (None, RedemptionStep::TermsOfUse { terms }) => Finished::TermsOfUse { terms },
             (None, _) => Finished::Declined,
         })
+    }
+}
+
+/// The redemption API's own errors for the flow engine's: an expired flow
+/// is [`RedemptionError::SessionExpired`], an input the flow's step does not
+/// take (also a final step's) [`RedemptionError::WrongStep`]. The service
+/// checks both before it steps, so these only surface when the clock moved
+/// past the expiry in between.
+fn as_redemption_error(e: Error, actual: &'static str) -> Error {
+    match e {
+        Error::Flow(machine::FlowError::Expired) => RedemptionError::SessionExpired.into(),
+        Error::Flow(machine::FlowError::WrongStep { input, .. }) => RedemptionError::WrongStep {
+            expected: input,
+            actual,
+        }
+        .into(),
+        Error::Flow(machine::FlowError::Finished { state }) => RedemptionError::WrongStep {
+            expected: "a live step",
+            actual: state,
+        }
+        .into(),
+        other => other,
     }
 }
 

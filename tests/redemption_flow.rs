@@ -468,3 +468,129 @@ fn terms_of_use_are_validated_field_by_field() {
     let ok = TermsOfUse::new("t.1-_", "T", "http://127.0.0.1:8080/terms", 1).unwrap();
     assert_eq!(ok.url().as_str(), "http://127.0.0.1:8080/terms");
 }
+
+/// Terms raised to a new version after a guest saw the old one: accepting
+/// shows the new version (an acceptance records only what was shown), and
+/// accepting that redeems with it.
+#[tokio::test]
+async fn terms_changed_after_they_were_shown_are_shown_again() {
+    let h = with_terms();
+    let (inv, handle) = to_terms(&h, "alice@fabrikam.example").await;
+    let raised = h
+        .sibling(SEED + 5)
+        .terms_of_use(terms(4))
+        .passcode_policy(permissive_policy())
+        .build()
+        .unwrap();
+    let out = raised
+        .answer_terms_of_use(&handle, ConsentDecision::Accept)
+        .await
+        .unwrap();
+    assert_eq!(out, Finished::TermsOfUse { terms: terms(4) });
+    assert_eq!(
+        raised.redemption_step(&handle).await.unwrap(),
+        RedemptionStep::TermsOfUse { terms: terms(4) }
+    );
+    assert_eq!(
+        h.user(inv.invited_user.id).await.value.user.external_user_state,
+        Some(ExternalUserState::PendingAcceptance),
+        "nothing redeemed on the old version"
+    );
+    let Finished::Redeemed(r) = raised
+        .answer_terms_of_use(&handle, ConsentDecision::Accept)
+        .await
+        .unwrap()
+    else {
+        panic!("the shown version did not redeem");
+    };
+    assert_eq!(r.user.agreement_acceptances.len(), 1);
+    assert_eq!(r.user.agreement_acceptances[0].version, 4);
+}
+
+/// A reload shows the terms the flow holds (what an acceptance records),
+/// even after the tenant dropped its terms; accepting them then redeems and
+/// records them.
+#[tokio::test]
+async fn terms_dropped_after_they_were_shown_are_recorded_as_shown() {
+    let h = with_terms();
+    let (_, handle) = to_terms(&h, "alice@fabrikam.example").await;
+    let dropped = h.sibling(SEED + 6).build().unwrap();
+    assert_eq!(
+        dropped.redemption_step(&handle).await.unwrap(),
+        RedemptionStep::TermsOfUse { terms: terms(3) }
+    );
+    let Finished::Redeemed(r) = dropped
+        .answer_terms_of_use(&handle, ConsentDecision::Accept)
+        .await
+        .unwrap()
+    else {
+        panic!("accepting the shown terms did not redeem");
+    };
+    assert_eq!(
+        r.user
+            .agreement_acceptances
+            .iter()
+            .map(|a| (a.agreement_id.as_str(), a.version))
+            .collect::<Vec<_>>(),
+        [("guest-terms", 3)]
+    );
+}
+
+/// The collaboration settings and the registered redirect URLs are checked
+/// again at the terms step.
+#[tokio::test]
+async fn policy_and_redirect_are_checked_again_at_the_terms_step() {
+    let h = with_terms();
+    let (_, handle) = to_terms(&h, "alice@fabrikam.example").await;
+    let denying = h
+        .sibling(SEED + 9)
+        .terms_of_use(terms(3))
+        .collaboration(guestpass::policy::CollaborationSettings {
+            domains: guestpass::policy::DomainRestriction::deny(["fabrikam.example"]).unwrap(),
+            ..Default::default()
+        })
+        .build()
+        .unwrap();
+    h.fails_unchanged_with(
+        "terms under a deny list",
+        denying.answer_terms_of_use(&handle, ConsentDecision::Accept),
+        Error::Denied(guestpass::error::Denied::DomainNotAllowed {
+            domain: "fabrikam.example".into(),
+        }),
+    )
+    .await;
+    let moved = builder_without_redirect(h.store.clone(), &h.outbox, &h.audit, &h.clock, SEED + 11)
+        .terms_of_use(terms(3))
+        .redirect_url("https://new.contoso.example/")
+        .build()
+        .unwrap();
+    h.fails_unchanged_with(
+        "terms with an unregistered redirect",
+        moved.answer_terms_of_use(&handle, ConsentDecision::Accept),
+        Error::Input(guestpass::error::InputError::RedirectNotRegistered { url: REDIRECT.into() }),
+    )
+    .await;
+    let out = h
+        .gp
+        .answer_terms_of_use(&handle, ConsentDecision::Accept)
+        .await
+        .unwrap();
+    assert!(matches!(out, Finished::Redeemed(_)), "{out:?}");
+}
+
+/// Another tenant's service knows nothing of this tenant's redemptions.
+#[tokio::test]
+async fn another_tenant_cannot_see_or_advance_a_redemption() {
+    let h = with_terms();
+    let (_, handle) = to_terms(&h, "alice@fabrikam.example").await;
+    let other = h.other_tenant();
+    let unknown: Error = RedemptionError::UnknownSession.into();
+    h.fails_unchanged_with("reload", other.redemption_step(&handle), unknown.clone())
+        .await;
+    h.fails_unchanged_with(
+        "terms",
+        other.answer_terms_of_use(&handle, ConsentDecision::Accept),
+        unknown,
+    )
+    .await;
+}

@@ -26,7 +26,10 @@
 //! counters); a sign-up input never applies to a redemption state and the
 //! reverse.
 //!
-//! `Invited`, `Authenticated`, `PostFederationSignup`, `PostAttributeCollection` and
+//! `Invited` is a redemption's start, never stored: the flow is written
+//! first with the passcode it sends.
+//!
+//! `Authenticated`, `PostFederationSignup`, `PostAttributeCollection` and
 //! `Reviewing` are *transient*: they wait for the answer of an effect the
 //! service performs within the same request (a directory lookup, a
 //! connector call, the approver), and are never stored
@@ -195,7 +198,9 @@ pub enum FlowState {
         /// The proven identity.
         identity: FlowIdentity,
     },
-    /// A redemption waiting for the guest to accept the terms of use.
+    /// A redemption waiting for the guest to accept the terms of use. The
+    /// terms shown are kept with the flow, so a reload shows what an
+    /// acceptance records.
     #[serde(rename_all = "camelCase")]
     TermsOfUse {
         /// The proven identity.
@@ -204,6 +209,10 @@ pub enum FlowState {
         agreement_id: String,
         /// The version shown: what an acceptance records.
         version: u32,
+        /// Their name, as shown.
+        display_name: String,
+        /// Where their text is, as shown.
+        url: String,
     },
     /// A redemption the guest declined (consent or terms); the invitation
     /// stays pending.
@@ -820,11 +829,7 @@ fn redemption(
         }
         (FlowState::Consent { identity }, FlowInput::Consent { accept }) => Ok(match env.terms_of_use {
             _ if !accept => Transition::to(FlowState::Declined),
-            Some(terms) => Transition::to(FlowState::TermsOfUse {
-                identity: identity.clone(),
-                agreement_id: terms.id().to_owned(),
-                version: terms.version(),
-            }),
+            Some(terms) => Transition::to(terms_step(identity.clone(), terms)),
             None => redeemed(user_id, identity.clone(), None),
         }),
         (
@@ -832,23 +837,43 @@ fn redemption(
                 identity,
                 agreement_id,
                 version,
+                ..
             },
             FlowInput::AnswerTerms { accept },
-        ) => Ok(if accept {
+        ) => Ok(match env.terms_of_use {
+            // The tenant changed its terms since they were shown: show the
+            // current ones; an acceptance is only ever of what was shown.
+            Some(terms) if accept && (terms.id() != agreement_id || terms.version() != *version) => {
+                Transition::to(terms_step(identity.clone(), terms))
+            }
+            // Accepted (the terms shown, also when the tenant has dropped
+            // its terms since: the guest did accept them).
+            _ if accept => {
             let acceptance = AgreementAcceptance {
                 agreement_id: agreement_id.clone(),
                 version: *version,
                 recorded_date_time: env.now,
             };
-            redeemed(user_id, identity.clone(), Some(acceptance))
-        } else {
-            Transition::to(FlowState::Declined)
+                redeemed(user_id, identity.clone(), Some(acceptance))
+            }
+            _ => Transition::to(FlowState::Declined),
         }),
         (_, input) => Err(FlowError::WrongStep {
             input: input.name(),
             actual: state.name(),
         }
         .into()),
+    }
+}
+
+/// The terms-of-use step showing `terms`.
+fn terms_step(identity: FlowIdentity, terms: &TermsOfUse) -> FlowState {
+    FlowState::TermsOfUse {
+        identity,
+        agreement_id: terms.id().to_owned(),
+        version: terms.version(),
+        display_name: terms.display_name().to_owned(),
+        url: terms.url().to_string(),
     }
 }
 

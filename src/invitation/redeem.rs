@@ -58,8 +58,8 @@ pub enum RedemptionStep {
         /// The address the code went to, as stored.
         sent_to: String,
     },
-    /// The passcode could not be handed to the mail transport. The session
-    /// is open and waiting for a code: offer to send another one with
+    /// The passcode could not be handed to the mail transport. The
+    /// redemption is open and waiting for a code: offer to send another one with
     /// [`GuestPass::resend_passcode`](crate::GuestPass::resend_passcode)
     /// (the failed send counts against the address's send limit).
     PasscodeNotDelivered {
@@ -68,7 +68,7 @@ pub enum RedemptionStep {
         /// Why the transport refused it.
         reason: crate::error::MailError,
     },
-    /// Accept or decline the organisation's terms.
+    /// Consent (or not) to what the organisation will see.
     Consent {
         /// The organisation asking.
         organization: String,

@@ -736,12 +736,10 @@ impl Harness {
         }
         let mut flows = Vec::new();
         for h in handles {
-            flows.push(
-                self.store
-                    .flow(TENANT, &Digest::sha256(h.as_bytes()))
-                    .await
-                    .unwrap(),
-            );
+            for tenant in [TENANT, OTHER_TENANT] {
+                let hash = Digest::sha256(h.as_bytes());
+                flows.push(self.store.flow(tenant, &hash).await.unwrap());
+            }
         }
         let mut throttles = Vec::new();
         for tenant in [TENANT, OTHER_TENANT] {

@@ -30,6 +30,9 @@ pub enum Error {
     /// A sign-up flow could not advance.
     #[error(transparent)]
     Flow(#[from] crate::flow::machine::FlowError),
+    /// A sign-in with an external identity provider failed.
+    #[error(transparent)]
+    Idp(#[from] crate::idp::IdpError),
     /// A policy forbids the operation.
     #[error(transparent)]
     Denied(#[from] Denied),
@@ -131,7 +134,10 @@ impl Error {
                 match f {
                     FlowError::UnknownFlow => Category::NotFound,
                     FlowError::Expired | FlowError::Finished { .. } => Category::Gone,
-                    FlowError::Csrf => Category::Forbidden,
+                    FlowError::Csrf | FlowError::EmailNotVerified { .. } | FlowError::WrongAccount { .. } => {
+                        Category::Forbidden
+                    }
+                    FlowError::FederationMismatch => Category::BadRequest,
                     FlowError::WrongStep { .. } | FlowError::NotAwaitingApproval => Category::Conflict,
                     FlowError::ProviderNotOffered { .. }
                     | FlowError::UnknownApplication { .. }
@@ -139,6 +145,7 @@ impl Error {
                     | FlowError::InvalidParameter { .. } => Category::BadRequest,
                 }
             }
+            Error::Idp(e) => e.category(),
             Error::Denied(_) => Category::Forbidden,
             Error::NotFound { .. } => Category::NotFound,
             Error::Config(_) | Error::Internal(_) => Category::Internal,
@@ -419,6 +426,16 @@ mod tests {
                 503,
             ),
             (Error::from(Internal::RandomUnavailable), 500),
+            (Error::from(crate::idp::IdpError::StateMismatch), 400),
+            (
+                Error::from(crate::idp::IdpError::AccessDenied { description: None }),
+                403,
+            ),
+            (
+                Error::from(crate::idp::IdpError::Unreachable(crate::http::HttpError::Timeout)),
+                503,
+            ),
+            (Error::from(crate::idp::IdpError::BadSignature), 502),
         ];
         for (e, status) in cases {
             assert_eq!(e.status().as_u16(), status, "{e}");

@@ -8,7 +8,10 @@
 //! double) can sit behind the trait.
 //!
 //! [`FnHttpClient`] is a small client that answers from a closure and records
-//! what it was asked; hosts use it in their own tests.
+//! what it was asked; hosts use it in their own tests. With the `reqwest`
+//! feature, `ReqwestClient` is a production client on reqwest and rustls
+//! that keeps the trait's rules: no redirects followed, one deadline for the
+//! whole exchange, a body cap enforced while reading, client certificates.
 //!
 //! The types of the [`http`](https://docs.rs/http/1) crate that appear in
 //! this API are re-exported here, so callers need no direct dependency on it.
@@ -18,6 +21,11 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 pub use ::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+
+#[cfg(feature = "reqwest")]
+mod reqwest_client;
+#[cfg(feature = "reqwest")]
+pub use reqwest_client::{ReqwestClient, ReqwestClientBuilder};
 
 /// An outgoing request: head plus a complete body.
 pub type HttpRequest = ::http::Request<Vec<u8>>;

@@ -14,6 +14,7 @@ use std::fmt;
 use ring::{hkdf, hmac};
 
 use crate::error::ConfigError;
+use crate::idp::BindingKey;
 use crate::secret::SecretBytes;
 
 /// Shortest accepted secret, in bytes.
@@ -88,6 +89,7 @@ pub(crate) enum Purpose {
     Ticket,
     Passcode,
     FlowCsrf,
+    Federation,
 }
 
 impl Purpose {
@@ -96,6 +98,7 @@ impl Purpose {
             Purpose::Ticket => b"guestpass/redemption-ticket/v1",
             Purpose::Passcode => b"guestpass/email-passcode/v1",
             Purpose::FlowCsrf => b"guestpass/flow-csrf/v1",
+            Purpose::Federation => b"guestpass/federation-binding/v1",
         }
     }
 }
@@ -105,9 +108,12 @@ pub(crate) struct DerivedKeys {
     pub(crate) ticket: hmac::Key,
     pub(crate) passcode: hmac::Key,
     pub(crate) csrf: hmac::Key,
+    /// Binds external sign-ins' nonce and PKCE verifier to their pending
+    /// authorization.
+    pub(crate) federation: BindingKey,
 }
 
-fn derive(secret: &[u8], purpose: Purpose) -> hmac::Key {
+pub(crate) fn derive(secret: &[u8], purpose: Purpose) -> hmac::Key {
     let salt = hkdf::Salt::new(hkdf::HKDF_SHA256, b"guestpass");
     let prk = salt.extract(secret);
     let info = [purpose.info()];
@@ -130,6 +136,8 @@ fn derive(secret: &[u8], purpose: Purpose) -> hmac::Key {
 /// ```
 pub struct KeyRing {
     keys: Vec<DerivedKeys>,
+    /// The signing key's federation binding key.
+    binding: BindingKey,
 }
 
 impl KeyRing {
@@ -140,8 +148,10 @@ impl KeyRing {
     /// Never for a key built by [`SigningKey::new`]; kept fallible for
     /// future checks.
     pub fn new(signing: SigningKey) -> Result<Self, ConfigError> {
+        let derived = Self::derive_all(&signing);
         Ok(Self {
-            keys: vec![Self::derive_all(&signing)],
+            binding: derived.federation.clone(),
+            keys: vec![derived],
         })
     }
 
@@ -167,6 +177,7 @@ impl KeyRing {
             ticket: derive(key.secret.expose(), Purpose::Ticket),
             passcode: derive(key.secret.expose(), Purpose::Passcode),
             csrf: derive(key.secret.expose(), Purpose::FlowCsrf),
+            federation: BindingKey::from_key(derive(key.secret.expose(), Purpose::Federation)),
         }
     }
 
@@ -177,6 +188,12 @@ impl KeyRing {
 
     pub(crate) fn signing(&self) -> Option<&DerivedKeys> {
         self.keys.first()
+    }
+
+    /// The signing key's [`BindingKey`] for external sign-ins (the key
+    /// derived for purpose `guestpass/federation-binding/v1`).
+    pub(crate) fn binding_key(&self) -> BindingKey {
+        self.binding.clone()
     }
 
     pub(crate) fn find(&self, id: &[u8]) -> Option<&DerivedKeys> {
@@ -232,5 +249,8 @@ mod tests {
         let t = hmac::sign(&derive(&[9u8; 32], Purpose::Ticket), b"m");
         let p = hmac::sign(&derive(&[9u8; 32], Purpose::Passcode), b"m");
         assert_ne!(t.as_ref(), p.as_ref());
+        let f = hmac::sign(&derive(&[9u8; 32], Purpose::Federation), b"m");
+        assert_ne!(f.as_ref(), t.as_ref());
+        assert_ne!(f.as_ref(), p.as_ref());
     }
 }

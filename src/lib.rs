@@ -24,6 +24,6 @@ mod service;
 pub use error::Error;
 pub use invitation::{ConsentDecision, Finished, InvitationRequest, Inviter, RedemptionStep};
 pub use service::{
-    Completion, FlowAction, FlowPage, FlowStarted, FlowStep, FormField, GuestPass, GuestPassBuilder,
-    PendingSignUp, SignUpRequest,
+    Completion, FEDERATION_CALLBACK_PATH, FlowAction, FlowPage, FlowStarted, FlowStep, FormField, GuestPass,
+    GuestPassBuilder, PendingSignUp, SignUpRequest,
 };

@@ -33,6 +33,7 @@ use crate::directory::{
     AddressThrottle, DirectoryStore, Expect, FlowRecord, Invitation, InvitationRecord, InvitationStatus,
     PurgeReport, RedemptionBinding, RedemptionRecords, User, UserRecord, Versioned, Write, WriteBatch,
 };
+use crate::email::EmailAddress;
 use crate::error::{
     ConfigError, Denied, Error, InputError, Internal, MailError, PasscodeError, RedemptionError, StoreError,
     TicketError,
@@ -44,6 +45,10 @@ use crate::flow::token::TokenKeys;
 use crate::http::HttpClient;
 use crate::id::Id;
 use crate::idp::PasscodePolicy;
+use crate::idp::order::{Candidate, CandidateKind, Choice, RedemptionOrder};
+use crate::idp::{
+    AuthorizationStart, Callback, ExternalIdentity, IdentityProvider, IdpContext, PendingAuthorization,
+};
 use crate::invitation::redeem::{CONSENT_PERMISSIONS, check_redeemable, completion};
 use crate::invitation::{
     ConsentDecision, Finished, InvitationRequest, Inviter, Redeemed, RedemptionStarted, RedemptionStep,
@@ -70,6 +75,10 @@ fn derived_object_id(tenant_id: &str) -> Id {
     bytes.copy_from_slice(&digest.0[..16]);
     Id::from_bytes(bytes)
 }
+
+/// Most inputs one redemption request may feed the machine (the guest's
+/// one plus the answers of its effects); a bound against a loop.
+const MAX_REDEMPTION_STEPS: usize = 4;
 
 /// Longest accepted redemption handle, in bytes.
 const MAX_HANDLE_LEN: usize = 64;
@@ -132,7 +141,22 @@ struct Inner {
     rng: Arc<dyn SecureRandom>,
     http: Option<Arc<dyn HttpClient>>,
     approver: Arc<dyn Approver>,
+    providers: Vec<RegisteredProvider>,
+    redemption_order: RedemptionOrder,
 }
+
+/// A federated identity provider registered with the service, with what
+/// the redemption order knows of it.
+#[derive(Clone)]
+struct RegisteredProvider {
+    provider: Arc<dyn IdentityProvider>,
+    candidate: Candidate,
+}
+
+/// The path, under the public base URL, that federated providers redirect
+/// back to, followed by `/` and the provider's id
+/// ([`GuestPass::federation_redirect_uri`]).
+pub const FEDERATION_CALLBACK_PATH: &str = "federation/callback";
 
 /// Builds a [`GuestPass`], refusing an incomplete or inconsistent
 /// configuration with an error that names the field.
@@ -164,6 +188,8 @@ pub struct GuestPassBuilder {
     http: Option<Arc<dyn HttpClient>>,
     approver: Option<Arc<dyn Approver>>,
     terms_of_use: Option<TermsOfUse>,
+    providers: Vec<RegisteredProvider>,
+    redemption_order: Option<RedemptionOrder>,
 }
 
 impl std::fmt::Debug for GuestPassBuilder {
@@ -273,6 +299,27 @@ impl GuestPassBuilder {
     /// How long a ticket redeems (default 30 days; 1 hour to 90 days).
     pub fn ticket_lifetime(mut self, d: Duration) -> Self {
         self.ticket_lifetime = Some(d);
+        self
+    }
+
+    /// Registers a federated identity provider (see
+    /// [`crate::idp::presets`]): user flows offer it by its id, and the
+    /// redemption order picks it for invitations by `kind` (an
+    /// organisation or a direct federation for its domains, Google for
+    /// Gmail addresses, a Microsoft account as a fallback; Facebook for
+    /// sign-up only). Federated sign-ins need an
+    /// [`http_client`](Self::http_client).
+    pub fn identity_provider(mut self, provider: Arc<dyn IdentityProvider>, kind: CandidateKind) -> Self {
+        let mut candidate = Candidate::new(provider.id(), kind);
+        candidate.issuer = provider.issuer().map(str::to_owned);
+        self.providers.push(RegisteredProvider { provider, candidate });
+        self
+    }
+
+    /// The order that decides what an invited guest redeems with (default:
+    /// Entra's, [`RedemptionOrder::entra_default`]).
+    pub fn redemption_order(mut self, order: RedemptionOrder) -> Self {
+        self.redemption_order = Some(order);
         self
     }
 
@@ -405,6 +452,52 @@ impl GuestPassBuilder {
                 reason: "a user flow calls an api connector; configure an http client".to_owned(),
             });
         }
+        for (i, p) in self.providers.iter().enumerate() {
+            let id = p.provider.id();
+            if !crate::flow::config::is_provider_id(id) || id == crate::flow::config::EMAIL_OTP_PROVIDER {
+                return Err(ConfigError::Invalid {
+                    field: "identity_provider",
+                    reason: format!(
+                        "`{}` must be 1 to 64 characters of A-Z a-z 0-9 . _ - and not `emailOtp`",
+                        crate::flow::connector::quote(id)
+                    ),
+                });
+            }
+            if self.providers[..i].iter().any(|q| q.provider.id() == id) {
+                return Err(ConfigError::Invalid {
+                    field: "identity_provider",
+                    reason: format!("`{id}` is registered twice"),
+                });
+            }
+        }
+        for uf in sign_up.user_flows() {
+            for id in uf.federated_providers() {
+                if !self.providers.iter().any(|p| p.provider.id() == id) {
+                    return Err(ConfigError::Invalid {
+                        field: "sign_up",
+                        reason: format!(
+                            "user flow `{}` offers `{id}`, which is not a registered identity provider",
+                            uf.id()
+                        ),
+                    });
+                }
+            }
+        }
+        if !self.providers.is_empty() && self.http.is_none() {
+            return Err(ConfigError::Invalid {
+                field: "http_client",
+                reason: "federated identity providers need an http client".to_owned(),
+            });
+        }
+        let redemption_order = self.redemption_order.unwrap_or_default();
+        if let Some(id) = redemption_order.microsoft_account()
+            && !self.providers.iter().any(|p| p.provider.id() == id)
+        {
+            return Err(ConfigError::Invalid {
+                field: "redemption_order",
+                reason: format!("the microsoft account provider `{id}` is not registered"),
+            });
+        }
         let token_issuer = self.token_issuer.unwrap_or_else(|| public_base_url.to_string());
         let issuer_url = config::check_url("token_issuer", &token_issuer)?;
         if issuer_url.query().is_some() || token_issuer.len() > 256 {
@@ -444,6 +537,8 @@ impl GuestPassBuilder {
                 rng: self.rng.unwrap_or_else(|| Arc::new(SystemRandom::new())),
                 http: self.http,
                 approver: self.approver.unwrap_or_else(|| Arc::new(HoldAll)),
+                providers: self.providers,
+                redemption_order,
             }),
         })
     }
@@ -806,6 +901,13 @@ impl GuestPass {
             ),
             display_name: r.user.value.user.display_name.clone(),
             privacy_statement_url: cfg.privacy_statement_url.as_ref().map(|u| u.to_string()),
+            sign_in_with: match r.user.value.user.mail.as_ref() {
+                Some(mail) => match self.redemption_choice(&r.user.value, mail) {
+                    Choice::Provider(id) => Some(id),
+                    Choice::EmailOneTimePasscode => None,
+                },
+                None => None,
+            },
         })
     }
 
@@ -849,11 +951,20 @@ impl GuestPass {
         };
         let to = r.user.value.user.mail.clone().ok_or(TicketError::NoLongerValid)?;
         let key = to.comparison_key().to_owned();
-        let step = self
-            .step_redemption(&r, record, Expect::Absent, Some(&key), |throttle| {
-                FlowInput::SendPasscode { to, throttle }
-            })
-            .await?;
+        let step = match self.redemption_choice(&r.user.value, &to) {
+            Choice::EmailOneTimePasscode => {
+                self.step_redemption(&r, record, Expect::Absent, Some(&key), |throttle| {
+                    FlowInput::SendPasscode { to, throttle }
+                })
+                .await?
+            }
+            Choice::Provider(provider_id) => {
+                self.step_redemption(&r, record, Expect::Absent, None, |_| FlowInput::SignInWith {
+                    provider_id,
+                })
+                .await?
+            }
+        };
         Ok(RedemptionStarted {
             handle,
             step: step.page,
@@ -897,11 +1008,7 @@ impl GuestPass {
             return Err(RedemptionError::UnknownSession.into());
         }
         let hash = Digest::sha256(handle.as_bytes());
-        let mut records = self
-            .inner
-            .store
-            .redemption_by_flow(self.tenant(), &hash)
-            .await?;
+        let mut records = self.inner.store.redemption_by_flow(self.tenant(), &hash).await?;
         match records.flow.take() {
             Some(f)
                 if f.value.tenant_id == self.inner.config.tenant_id
@@ -974,14 +1081,45 @@ impl GuestPass {
             tenant_domain: &cfg.tenant_domain,
         };
         let at_terms = matches!(record.state, FlowState::TermsOfUse { .. });
-        let t = machine::transition(&env, &record, input(throttle.as_ref().map(|t| t.value.clone())))
-            .map_err(|e| as_redemption_error(e, record.state.name()))?;
-        record.state = t.state;
+        let mut inputs =
+            std::collections::VecDeque::from([input(throttle.as_ref().map(|t| t.value.clone()))]);
+        let mut effects = Vec::new();
+        let mut refused = None;
+        let mut redirect = None;
+        let mut steps = 0;
+        while let Some(input) = inputs.pop_front() {
+            steps += 1;
+            if steps > MAX_REDEMPTION_STEPS {
+                return Err(Internal::Corrupt("redemption step did not settle".to_owned()).into());
+            }
+            let t = machine::transition(&env, &record, input)
+                .map_err(|e| as_redemption_error(e, record.state.name()))?;
+            record.state = t.state;
+            refused = refused.or(t.refused);
+            for effect in t.effects {
+                if let Effect::StartFederation { provider_id } = effect {
+                    let start = self.start_federation(&provider_id).await?;
+                    redirect = Some(start.url);
+                    inputs.push_back(FlowInput::FederationStarted {
+                        pending: start.pending,
+                    });
+                } else {
+                    effects.push(effect);
+                }
+            }
+        }
+        if !record.state.is_durable() {
+            return Err(Internal::Corrupt(format!(
+                "redemption flow stopped at transient step `{}`",
+                record.state.name()
+            ))
+            .into());
+        }
         let mut batch = WriteBatch::new();
         let mut mail = None;
         let mut redeemed = None;
         let mut failures = None;
-        for effect in t.effects {
+        for effect in effects {
             match effect {
                 Effect::StoreThrottle { record } => {
                     failures = Some(record.consecutive_failures);
@@ -1036,7 +1174,13 @@ impl GuestPass {
         self.inner.store.commit(batch).await?;
         let user_id = Some(r.user.value.user.id);
         let invitation_id = r.invitation.value.invitation.id;
-        let mut page = self.redemption_page(&record.state)?;
+        let mut page = match (redirect, &record.state) {
+            (Some(url), FlowState::AwaitingFederation { pending }) => RedemptionStep::SignInWith {
+                provider: pending.provider_id.clone(),
+                url: url.into(),
+            },
+            _ => self.redemption_page(&record.state)?,
+        };
         if let Some(message) = mail {
             let sent_to = message.to.address.to_string();
             match self.inner.mail.send(&message).await {
@@ -1062,7 +1206,7 @@ impl GuestPass {
             }
             return Ok(Stepped { page, redeemed });
         }
-        if let Some(refused) = t.refused {
+        if let Some(refused) = refused {
             if let Some(consecutive_failures) = failures.filter(|f| *f > 0) {
                 self.audit(user_id, AuditKind::PasscodeFailed { consecutive_failures })
                     .await;
@@ -1118,6 +1262,9 @@ impl GuestPass {
                 terms: TermsOfUse::new(agreement_id.clone(), display_name.clone(), url, *version)
                     .map_err(|e| Internal::Corrupt(format!("stored terms of use: {e}")))?,
             },
+            FlowState::AwaitingFederation { pending } => RedemptionStep::AwaitingSignIn {
+                provider: pending.provider_id.clone(),
+            },
             FlowState::Completed { .. } => RedemptionStep::Redeemed,
             FlowState::Declined => RedemptionStep::Declined,
             other => {
@@ -1128,6 +1275,178 @@ impl GuestPass {
                 .into());
             }
         })
+    }
+
+    /// What the redemption order chooses for `user`, invited at `to`: an
+    /// identity the guest already holds from a registered provider, else
+    /// the authority for the address's domain, else the fallback.
+    fn redemption_choice(&self, user: &UserRecord, to: &EmailAddress) -> Choice {
+        let existing = user
+            .user
+            .identities
+            .iter()
+            .find(|i| i.issuer != crate::directory::EMAIL_OTP_ISSUER)
+            .map(|i| i.issuer.as_str());
+        let candidates: Vec<Candidate> = self.inner.providers.iter().map(|p| p.candidate.clone()).collect();
+        self.inner
+            .redemption_order
+            .choose(&candidates, to.domain(), existing)
+            .choice
+    }
+
+    /// The URI the federated provider `provider_id` sends the browser back
+    /// to: the public base URL joined with [`FEDERATION_CALLBACK_PATH`], `/`
+    /// and the provider's id. Register it with that provider exactly as
+    /// returned. Each provider has its own, so a callback that arrives on
+    /// another provider's path is refused (a mix-up defence that does not
+    /// depend on the provider sending `iss`).
+    ///
+    /// # Errors
+    ///
+    /// [`FlowError::ProviderNotOffered`](machine::FlowError::ProviderNotOffered)
+    /// for a provider that is not registered.
+    pub fn federation_redirect_uri(&self, provider_id: &str) -> Result<url::Url, Error> {
+        let p = self.registered(provider_id)?;
+        self.inner
+            .config
+            .public_base_url
+            .join(&format!("{FEDERATION_CALLBACK_PATH}/{}", p.provider.id()))
+            .map_err(|e| {
+                ConfigError::Invalid {
+                    field: "public_base_url",
+                    reason: e.to_string(),
+                }
+                .into()
+            })
+    }
+
+    /// The registered provider with this id.
+    fn registered(&self, id: &str) -> Result<&RegisteredProvider, Error> {
+        self.inner
+            .providers
+            .iter()
+            .find(|p| p.provider.id() == id)
+            .ok_or_else(|| {
+                machine::FlowError::ProviderNotOffered {
+                    provider: crate::flow::connector::quote(id),
+                }
+                .into()
+            })
+    }
+
+    /// The HTTP client and the binding key a provider call takes.
+    fn idp_context(&self) -> Result<(Arc<dyn HttpClient>, crate::idp::BindingKey), Error> {
+        let http = self.inner.http.clone().ok_or_else(|| ConfigError::Invalid {
+            field: "http_client",
+            reason: "federated identity providers need an http client".to_owned(),
+        })?;
+        Ok((http, self.inner.config.keys.binding_key()))
+    }
+
+    /// Begins a sign-in with the registered provider `id`.
+    pub(crate) async fn start_federation(&self, id: &str) -> Result<AuthorizationStart, Error> {
+        let p = self.registered(id)?;
+        let (http, key) = self.idp_context()?;
+        let ctx = IdpContext {
+            http: http.as_ref(),
+            rng: self.inner.rng.as_ref(),
+            now: self.now(),
+            binding_key: &key,
+        };
+        let redirect = self.federation_redirect_uri(id)?;
+        Ok(p.provider.start(&ctx, redirect.as_str()).await?)
+    }
+
+    /// Completes the sign-in `pending` from the callback's raw `query`,
+    /// which arrived on the path of `provider_id`:
+    /// the verified identity, and whether its provider proves the address
+    /// it asserts ([`Candidate::proves_email`]).
+    pub(crate) async fn finish_federation(
+        &self,
+        pending: &PendingAuthorization,
+        provider_id: &str,
+        query: &str,
+    ) -> Result<(ExternalIdentity, bool), Error> {
+        // The callback must arrive on the path of the provider the flow
+        // went to.
+        if provider_id != pending.provider_id {
+            return Err(machine::FlowError::FederationMismatch.into());
+        }
+        let callback = Callback::parse(query)?;
+        let p = self.registered(&pending.provider_id)?;
+        let (http, key) = self.idp_context()?;
+        let ctx = IdpContext {
+            http: http.as_ref(),
+            rng: self.inner.rng.as_ref(),
+            now: self.now(),
+            binding_key: &key,
+        };
+        let identity = p.provider.finish(&ctx, pending, &callback).await?;
+        let proven = p.candidate.proves_email(&identity);
+        Ok((identity, proven))
+    }
+
+    /// Completes the federated sign-in of a redemption: the browser came
+    /// back from the provider to its redirect URI
+    /// ([`federation_redirect_uri`](Self::federation_redirect_uri); the host
+    /// passes the provider id of that path) with `query` (the raw query
+    /// string). The
+    /// provider checks the callback (its `state` binds it to this flow),
+    /// redeems the code and validates the tokens; the identity must assert
+    /// the invited address, verified (or come from the configured authority
+    /// for its domain). Then the guest consents, as after a passcode. A
+    /// refused callback links nothing and changes nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Redemption`] for an unknown, expired or other-step flow,
+    /// [`Error::Ticket`] when the invitation is no longer redeemable,
+    /// [`Error::Idp`] for a callback or token the provider refused,
+    /// [`FlowError::WrongAccount`](machine::FlowError::WrongAccount) (naming
+    /// the invited address) or
+    /// [`FlowError::EmailNotVerified`](machine::FlowError::EmailNotVerified)
+    /// for an identity that may not redeem, [`Error::Store`] on a
+    /// concurrent change.
+    pub async fn redemption_callback(
+        &self,
+        handle: &str,
+        provider_id: &str,
+        query: &str,
+    ) -> Result<RedemptionStep, Error> {
+        let LiveRedemption { flow, redeemable } = self
+            .live_redemption(handle, "federation", |s| {
+                matches!(s, FlowState::AwaitingFederation { .. })
+            })
+            .await?;
+        let FlowState::AwaitingFederation { pending } = &flow.value.state else {
+            return Err(RedemptionError::WrongStep {
+                expected: "federation",
+                actual: flow.value.state.name(),
+            }
+            .into());
+        };
+        let (identity, email_proven) = self.finish_federation(pending, provider_id, query).await?;
+        let invited = redeemable.user.value.user.mail.clone();
+        let key = invited
+            .as_ref()
+            .map(|m| m.comparison_key().to_owned())
+            .unwrap_or_default();
+        let stepped = self
+            .step_redemption(
+                &redeemable,
+                flow.value,
+                Expect::Version(flow.version),
+                Some(&key),
+                |throttle| FlowInput::FederationFinished {
+                    identity: Box::new(identity),
+                    invited,
+                    email_proven,
+                    stored_spelling: None,
+                    throttle,
+                },
+            )
+            .await?;
+        Ok(stepped.page)
     }
 
     /// The invitation's redirect URL, if it is still registered.

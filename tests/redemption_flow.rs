@@ -570,11 +570,10 @@ async fn policy_and_redirect_are_checked_again_at_the_terms_step() {
         Error::Input(guestpass::error::InputError::RedirectNotRegistered { url: REDIRECT.into() }),
     )
     .await;
-    let out = h
-        .gp
-        .answer_terms_of_use(&handle, ConsentDecision::Accept)
-        .await
-        .unwrap();
+    let out =
+        h.gp.answer_terms_of_use(&handle, ConsentDecision::Accept)
+            .await
+            .unwrap();
     assert!(matches!(out, Finished::Redeemed(_)), "{out:?}");
 }
 

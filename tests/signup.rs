@@ -1005,7 +1005,21 @@ async fn actions_of_other_steps_are_refused_and_change_nothing() {
     h.flow_fails_unchanged(
         "a provider the flow does not offer",
         h.post(&handle, &page, FlowAction::ChooseProvider("google".into())),
-        Error::Flow(FlowError::ProviderNotOffered { provider: "unknown" }),
+        Error::Flow(FlowError::ProviderNotOffered {
+            provider: "google".into(),
+        }),
+    )
+    .await;
+    h.flow_fails_unchanged(
+        "a malformed provider name",
+        h.post(
+            &handle,
+            &page,
+            FlowAction::ChooseProvider("no such\u{202e}".into()),
+        ),
+        Error::Flow(FlowError::ProviderNotOffered {
+            provider: "no such".into(),
+        }),
     )
     .await;
 

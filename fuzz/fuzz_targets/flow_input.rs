@@ -11,6 +11,9 @@
 //! - a user is created at most once per flow, only by a transition to
 //!   `Completed` that also issues the token, and only after the address was
 //!   proven by the code the flow mailed;
+//! - a federated identity is accepted only from the provider the flow went
+//!   to, with an address that is, for a redemption, the invited one; an
+//!   address its provider does not prove is proven with a passcode first;
 //! - a redemption completes at most once, only after the address was
 //!   proven, with the terms accepted exactly when the tenant has terms, and
 //!   never performs a sign-up effect;
@@ -29,6 +32,7 @@ use guestpass::flow::machine::{
 use guestpass::http::{HeaderMap, HeaderValue, StatusCode, header};
 use guestpass::id::Id;
 use guestpass::idp::PasscodePolicy;
+use guestpass::idp::{ExternalIdentity, PendingAuthorization};
 use guestpass::keys::{KeyRing, SigningKey};
 use guestpass::policy::{DomainRestriction, TermsOfUse};
 use guestpass::random::SeededRandom;
@@ -41,7 +45,7 @@ use time::macros::datetime;
 const CONFIG: &str = r#"{
   "applications": [{"clientId": "app", "displayName": "App", "redirectUris": ["https://app.example/done"]}],
   "userFlows": [{
-    "id": "signup", "identityProviders": ["emailOtp"], "applications": ["app"],
+    "id": "signup", "identityProviders": ["emailOtp", "fabrikam"], "applications": ["app"],
     "attributes": [
       {"name": "givenName"},
       {"name": "email", "isOptional": true},
@@ -62,6 +66,19 @@ const CONFIG: &str = r#"{
 #[derive(Debug, Arbitrary)]
 enum Op {
     Choose,
+    ChooseFederated,
+    SignInWith,
+    /// The provider began the sign-in (`true`: for the provider the flow
+    /// went to).
+    Started(bool),
+    /// The provider's verified identity: which address, verified, from the
+    /// domain's authority, for the flow's provider.
+    Finished {
+        address: u8,
+        verified: bool,
+        proven: bool,
+        same_provider: bool,
+    },
     Email(u8),
     EmailRaw(String),
     Resend,
@@ -96,6 +113,17 @@ struct Input {
     /// The tenant has terms of use.
     terms: bool,
     ops: Vec<Op>,
+}
+
+/// A pending authorization of `provider_id`.
+fn pending(provider_id: &str, at: time::OffsetDateTime) -> PendingAuthorization {
+    PendingAuthorization {
+        provider_id: provider_id.into(),
+        state_hash: Digest::sha256(b"state"),
+        salt: [5; 32],
+        redirect_uri: "https://guests.example/federation/callback".into(),
+        issued_at: at,
+    }
 }
 
 const ADDRESSES: [&str; 3] = [
@@ -166,6 +194,41 @@ fuzz_target!(|input: Input| {
 
     for op in input.ops.into_iter().take(64) {
         let flow_input = match op {
+            Op::ChooseFederated => FlowInput::ChooseProvider {
+                provider: IdentityProviderKind::Federated("fabrikam".into()),
+            },
+            Op::SignInWith => FlowInput::SignInWith {
+                provider_id: "fabrikam".into(),
+            },
+            Op::Started(same) => FlowInput::FederationStarted {
+                pending: pending(if same { "fabrikam" } else { "other" }, start),
+            },
+            Op::Finished {
+                address,
+                verified,
+                proven,
+                same_provider,
+            } => FlowInput::FederationFinished {
+                identity: Box::new(ExternalIdentity {
+                    provider_id: if same_provider { "fabrikam" } else { "other" }.into(),
+                    issuer: "https://idp.fabrikam.example".into(),
+                    subject: "subject-1".into(),
+                    email: EmailAddress::parse(ADDRESSES[usize::from(address) % ADDRESSES.len()]).ok(),
+                    email_verified: verified,
+                    name: None,
+                    given_name: None,
+                    family_name: None,
+                    tenant_id: None,
+                    hosted_domain: None,
+                }),
+                invited: input
+                    .redemption
+                    .then(|| EmailAddress::parse(ADDRESSES[0]).ok())
+                    .flatten(),
+                email_proven: proven,
+                stored_spelling: None,
+                throttle: throttle.clone(),
+            },
             Op::Choose => FlowInput::ChooseProvider {
                 provider: IdentityProviderKind::EmailOtp,
             },
@@ -270,11 +333,49 @@ fuzz_target!(|input: Input| {
             terms_of_use: terms,
             tenant_domain: "contoso.example",
         };
+        // For a federated answer: whether it may be used at all, and
+        // whether its address counts as proven without a passcode.
+        let federation = match &flow_input {
+            FlowInput::FederationFinished {
+                identity,
+                invited,
+                email_proven,
+                ..
+            } => Some((
+                identity.provider_id == "fabrikam"
+                    && identity.email.as_ref().is_some_and(|e| {
+                        invited
+                            .as_ref()
+                            .is_none_or(|i| i.comparison_key() == e.comparison_key())
+                    }),
+                *email_proven,
+            )),
+            _ => None,
+        };
         let was_final = flow.state.is_final();
         let Ok(t) = machine::transition(&env, &flow, flow_input) else {
             continue;
         };
         assert!(!was_final, "a final state accepted an input");
+        if let Some((allowed, email_proven)) = federation {
+            assert!(
+                allowed,
+                "a federated identity was accepted against the binding rules"
+            );
+            match &t.state {
+                FlowState::Authenticated { .. } | FlowState::Consent { .. } => {
+                    assert!(email_proven, "an unproven federated address skipped its passcode");
+                    proven = true;
+                }
+                FlowState::AwaitingPasscode { federated, .. } => {
+                    assert!(
+                        !email_proven && federated.is_some(),
+                        "a proven address was sent a passcode"
+                    );
+                }
+                other => panic!("a federated answer led to `{}`", other.name()),
+            }
+        }
         if matches!(flow.state, FlowState::AwaitingPasscode { .. })
             && matches!(
                 t.state,
@@ -324,6 +425,7 @@ fuzz_target!(|input: Input| {
                     Effect::LookUpAccount { .. }
                         | Effect::CallConnector { .. }
                         | Effect::ReviewApproval { .. }
+                        | Effect::StartFederation { .. }
                 )
             });
             assert!(settles, "transient state {} without its effect", t.state.name());

@@ -229,6 +229,7 @@ pub async fn records_round_trip(store: Arc<dyn DirectoryStore>) {
         email,
         mut passcode,
         delivered,
+        federated,
     } = rf.state.clone()
     else {
         panic!("a redemption flow starts awaiting its passcode");
@@ -239,6 +240,7 @@ pub async fn records_round_trip(store: Arc<dyn DirectoryStore>) {
         email: email.clone(),
         passcode,
         delivered,
+        federated,
     };
     store
         .commit(put_flow(counted.clone(), Expect::Version(1)))
@@ -838,6 +840,7 @@ pub fn redemption_flow(tenant: &str, n: u8, inv: &InvitationRecord) -> FlowRecor
             email,
             passcode,
             delivered: true,
+            federated: None,
         },
         created_at: T0 + time::Duration::seconds(i64::from(n)),
         expires_at: T0 + time::Duration::hours(1),
@@ -982,6 +985,7 @@ pub async fn joined_reads_match_single_reads(store: Arc<dyn DirectoryStore>) {
         email: EmailAddress::parse("old@fabrikam.example").unwrap(),
         passcode: inline_passcode(7, "old@fabrikam.example"),
         delivered: false,
+        federated: None,
     };
     let mut other_user = redemption_flow("t1", 8, &inv_alice);
     other_user.redemption = Some(RedemptionBinding {

@@ -100,30 +100,71 @@ impl From<FlowConfigError> for crate::error::ConfigError {
     }
 }
 
-/// An identity provider a user flow can offer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// An identity provider a user flow can offer: the email one-time passcode,
+/// or a federated provider registered with the service under its id
+/// ([`GuestPassBuilder::identity_provider`](crate::GuestPassBuilder::identity_provider)).
+///
+/// In configuration and forms it is a string: `emailOtp`, or the federated
+/// provider's id (1 to 64 characters of `A-Z a-z 0-9 . _ -`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum IdentityProviderKind {
     /// Email one-time passcode: the person proves an address by typing the
     /// code mailed to it.
     EmailOtp,
+    /// The federated provider with this id.
+    Federated(String),
 }
+
+/// The configuration name of the email one-time passcode.
+pub const EMAIL_OTP_PROVIDER: &str = "emailOtp";
 
 impl IdentityProviderKind {
     /// The configuration (and form) name.
-    pub fn as_str(self) -> &'static str {
+    pub fn as_str(&self) -> &str {
         match self {
-            IdentityProviderKind::EmailOtp => "emailOtp",
+            IdentityProviderKind::EmailOtp => EMAIL_OTP_PROVIDER,
+            IdentityProviderKind::Federated(id) => id,
         }
     }
 
-    /// The provider called `name` in configuration and forms.
+    /// The provider called `name` in configuration and forms, if `name` is
+    /// `emailOtp` or a well-formed provider id.
     pub fn from_name(name: &str) -> Option<Self> {
-        match name {
-            "emailOtp" => Some(IdentityProviderKind::EmailOtp),
-            _ => None,
+        if name == EMAIL_OTP_PROVIDER {
+            Some(IdentityProviderKind::EmailOtp)
+        } else if is_provider_id(name) {
+            Some(IdentityProviderKind::Federated(name.to_owned()))
+        } else {
+            None
         }
+    }
+}
+
+/// Whether `id` is 1 to 64 characters of `A-Z a-z 0-9 . _ -`.
+pub(crate) fn is_provider_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+impl Serialize for IdentityProviderKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for IdentityProviderKind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        IdentityProviderKind::from_name(&name).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "`{}` is neither `emailOtp` nor a provider id (1 to 64 characters of A-Z a-z 0-9 . _ -)",
+                crate::flow::connector::quote(&name)
+            ))
+        })
     }
 }
 
@@ -374,8 +415,16 @@ impl UserFlow {
     }
 
     /// Whether the flow offers `provider`.
-    pub fn offers(&self, provider: IdentityProviderKind) -> bool {
-        self.identity_providers.contains(&provider)
+    pub fn offers(&self, provider: &IdentityProviderKind) -> bool {
+        self.identity_providers.contains(provider)
+    }
+
+    /// The ids of the federated providers the flow offers.
+    pub fn federated_providers(&self) -> impl Iterator<Item = &str> {
+        self.identity_providers.iter().filter_map(|p| match p {
+            IdentityProviderKind::Federated(id) => Some(id.as_str()),
+            IdentityProviderKind::EmailOtp => None,
+        })
     }
 }
 

@@ -61,7 +61,7 @@ use crate::flow::connector::{
     ConnectorIdentity, ConnectorInput, ConnectorOutcome, ConnectorStep, MalformedReason,
 };
 use crate::id::Id;
-use crate::idp::{PasscodePolicy, email_otp};
+use crate::idp::{ExternalIdentity, PasscodePolicy, PendingAuthorization, email_otp};
 use crate::keys::KeyRing;
 use crate::policy::{DomainRestriction, TermsOfUse};
 use crate::random::SecureRandom;
@@ -99,6 +99,17 @@ impl FlowIdentity {
     }
 }
 
+/// The account a federated provider signed in, waiting for its asserted
+/// address to be proven with a passcode.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FederatedSubject {
+    /// The provider's issuer.
+    pub issuer: String,
+    /// The subject at the provider.
+    pub subject: String,
+}
+
 /// Where a flow is. Serialized (tagged by `step`) inside the stored
 /// [`FlowRecord`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,6 +129,11 @@ pub enum FlowState {
         passcode: PasscodeRecord,
         /// Whether the mail transport accepted the code.
         delivered: bool,
+        /// The federated sign-in whose address the code proves, when a
+        /// provider asserted an address it cannot vouch for: the proven
+        /// identity is then the provider's, not the passcode's.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        federated: Option<FederatedSubject>,
     },
     /// Authenticated; waiting to learn whether the identity has an account
     /// (transient).
@@ -190,9 +206,21 @@ pub enum FlowState {
         /// What the person is shown.
         message: String,
     },
-    /// A redemption whose ticket was verified; a passcode goes out next
-    /// (transient).
+    /// A redemption whose ticket was verified; a passcode or a federated
+    /// sign-in goes out next (transient).
     Invited,
+    /// A federated sign-in is being started with the provider (transient).
+    #[serde(rename_all = "camelCase")]
+    StartingFederation {
+        /// The provider's id.
+        provider_id: String,
+    },
+    /// The browser was sent to a federated provider; waiting for its
+    /// callback. The pending authorization holds no secret usable alone.
+    AwaitingFederation {
+        /// What the callback is checked against.
+        pending: PendingAuthorization,
+    },
     /// A redemption whose guest proved the address; waiting for consent.
     Consent {
         /// The proven identity.
@@ -237,6 +265,8 @@ impl FlowState {
             FlowState::Blocked { .. } => "blocked",
             FlowState::Denied { .. } => "denied",
             FlowState::Invited => "invited",
+            FlowState::StartingFederation { .. } => "startingFederation",
+            FlowState::AwaitingFederation { .. } => "federation",
             FlowState::Consent { .. } => "consent",
             FlowState::TermsOfUse { .. } => "termsOfUse",
             FlowState::Declined => "declined",
@@ -253,6 +283,7 @@ impl FlowState {
                 | FlowState::PostAttributeCollection { .. }
                 | FlowState::Reviewing { .. }
                 | FlowState::Invited
+                | FlowState::StartingFederation { .. }
         )
     }
 
@@ -374,6 +405,33 @@ pub enum FlowInput {
         /// The address's passcode counters.
         throttle: Option<AddressThrottle>,
     },
+    /// A redemption signs in with the federated provider the redemption
+    /// order chose (service only, when the flow opens).
+    SignInWith {
+        /// The provider's id.
+        provider_id: String,
+    },
+    /// The provider began the sign-in (service only).
+    FederationStarted {
+        /// What the callback will be checked against.
+        pending: PendingAuthorization,
+    },
+    /// The provider verified the callback and returned who signed in
+    /// (service only).
+    FederationFinished {
+        /// The verified identity.
+        identity: Box<ExternalIdentity>,
+        /// For a redemption, the invited address: the identity must assert it.
+        invited: Option<EmailAddress>,
+        /// Whether the registered provider proves the asserted address (see
+        /// [`Candidate::proves_email`](crate::idp::order::Candidate::proves_email));
+        /// when it does not, a passcode to the address proves it first.
+        email_proven: bool,
+        /// The stored spelling of the asserted address, when a user has it.
+        stored_spelling: Option<EmailAddress>,
+        /// The asserted address's passcode counters.
+        throttle: Option<AddressThrottle>,
+    },
     /// The guest answered the consent page.
     Consent {
         /// Whether they accepted.
@@ -401,6 +459,9 @@ impl FlowInput {
             FlowInput::AdminDecision { .. } => "adminDecision",
             FlowInput::Resume => "resume",
             FlowInput::SendPasscode { .. } => "sendPasscode",
+            FlowInput::SignInWith { .. } => "signInWith",
+            FlowInput::FederationStarted { .. } => "federationStarted",
+            FlowInput::FederationFinished { .. } => "federationFinished",
             FlowInput::Consent { .. } => "consent",
             FlowInput::AnswerTerms { .. } => "answerTerms",
         }
@@ -422,6 +483,12 @@ pub enum Effect {
         to: EmailAddress,
         /// The digits.
         code: SecretString,
+    },
+    /// Start a sign-in with the federated provider and answer with
+    /// [`FlowInput::FederationStarted`].
+    StartFederation {
+        /// The provider's id.
+        provider_id: String,
     },
     /// Look up the proven identity and answer with
     /// [`FlowInput::AccountLookedUp`].
@@ -498,9 +565,24 @@ pub enum FlowError {
     /// The flow does not offer that identity provider.
     #[error("identity provider `{provider}` is not offered by this flow")]
     ProviderNotOffered {
-        /// The provider.
-        provider: &'static str,
+        /// The provider (quoted safely).
+        provider: String,
     },
+    /// The federated provider did not assert a verified email address.
+    #[error("`{provider}` did not share a verified email address; choose another way to sign in")]
+    EmailNotVerified {
+        /// The provider.
+        provider: String,
+    },
+    /// The federated account is not the invited one: nothing was linked.
+    #[error("this invitation is for `{expected}`; sign in with that account")]
+    WrongAccount {
+        /// The invited address, as stored.
+        expected: String,
+    },
+    /// The provider's answer belongs to another sign-in of this flow.
+    #[error("the sign-in answer does not belong to this flow; start again")]
+    FederationMismatch,
     /// No application has that client id, or it has no sign-up flow.
     #[error("application `{client_id}` has no sign-up flow")]
     UnknownApplication {
@@ -607,16 +689,48 @@ pub fn transition(env: &FlowEnv<'_>, flow: &FlowRecord, input: FlowInput) -> Res
     let uf = env.user_flow.ok_or(FlowError::UnknownFlow)?;
     let lang = uf.language(flow.ui_locales.as_deref());
     match (state, input) {
-        (FlowState::ChooseProvider, FlowInput::ChooseProvider { provider }) => {
-            if !uf.offers(provider) {
+        (
+            FlowState::ChooseProvider | FlowState::AwaitingFederation { .. },
+            FlowInput::ChooseProvider { provider },
+        ) => {
+            if !uf.offers(&provider) {
                 return Err(FlowError::ProviderNotOffered {
-                    provider: provider.as_str(),
+                    provider: crate::flow::connector::quote(provider.as_str()),
                 }
                 .into());
             }
             match provider {
                 IdentityProviderKind::EmailOtp => Ok(Transition::to(FlowState::EnterEmail)),
+                IdentityProviderKind::Federated(provider_id) => Ok(start_federation(provider_id)),
             }
+        }
+        (FlowState::StartingFederation { provider_id }, FlowInput::FederationStarted { pending }) => {
+            federation_started(provider_id, pending)
+        }
+        (
+            FlowState::AwaitingFederation { pending },
+            FlowInput::FederationFinished {
+                identity,
+                invited,
+                email_proven,
+                stored_spelling,
+                throttle,
+            },
+        ) => {
+            let (identity, proven) = federated_identity(pending, identity, invited.as_ref(), email_proven)?;
+            if !env.domains.permits(identity.email.domain()) {
+                return Err(Denied::DomainNotAllowed {
+                    domain: identity.email.domain().to_owned(),
+                }
+                .into());
+            }
+            if !proven {
+                return prove_federated_email(env, flow, identity, stored_spelling, throttle.as_ref());
+            }
+            Ok(Transition::to(FlowState::Authenticated {
+                identity: identity.clone(),
+            })
+            .with(Effect::LookUpAccount { identity }))
         }
         (
             FlowState::EnterEmail,
@@ -633,24 +747,32 @@ pub fn transition(env: &FlowEnv<'_>, flow: &FlowRecord, input: FlowInput) -> Res
                 }
                 .into());
             }
-            send_code(env, flow, email, stored_spelling, throttle.as_ref())
+            send_code(env, flow, email, stored_spelling, throttle.as_ref(), None)
         }
         (
-            FlowState::AwaitingPasscode { email, .. },
+            FlowState::AwaitingPasscode { email, federated, .. },
             FlowInput::ResendPasscode {
                 stored_spelling,
                 throttle,
             },
-        ) => send_code(env, flow, email.clone(), stored_spelling, throttle.as_ref()),
+        ) => send_code(
+            env,
+            flow,
+            email.clone(),
+            stored_spelling,
+            throttle.as_ref(),
+            federated.clone(),
+        ),
         (
             FlowState::AwaitingPasscode {
                 email,
                 passcode,
                 delivered,
+                federated,
             },
             FlowInput::SubmitPasscode { code, throttle },
         ) => {
-            let mut next = check_code(env, flow, email, passcode, *delivered, &code, throttle)?;
+            let mut next = check_code(env, flow, email, passcode, *delivered, federated, &code, throttle)?;
             if let FlowState::Authenticated { identity } = &next.state {
                 let identity = identity.clone();
                 next = next.with(Effect::LookUpAccount { identity });
@@ -808,20 +930,57 @@ fn redemption(
     let state = &flow.state;
     match (state, input) {
         (FlowState::Invited, FlowInput::SendPasscode { to, throttle }) => {
-            send_code(env, flow, to, None, throttle.as_ref())
+            send_code(env, flow, to, None, throttle.as_ref(), None)
         }
-        (FlowState::AwaitingPasscode { email, .. }, FlowInput::ResendPasscode { throttle, .. }) => {
-            send_code(env, flow, email.clone(), None, throttle.as_ref())
+        (
+            FlowState::Invited | FlowState::AwaitingFederation { .. },
+            FlowInput::SignInWith { provider_id },
+        ) => Ok(start_federation(provider_id)),
+        (FlowState::StartingFederation { provider_id }, FlowInput::FederationStarted { pending }) => {
+            federation_started(provider_id, pending)
         }
+        (
+            FlowState::AwaitingFederation { pending },
+            FlowInput::FederationFinished {
+                identity,
+                invited,
+                email_proven,
+                throttle,
+                ..
+            },
+        ) => {
+            // A redemption must name the invited address.
+            let Some(invited) = invited else {
+                return Err(FlowError::FederationMismatch.into());
+            };
+            let (identity, proven) = federated_identity(pending, identity, Some(&invited), email_proven)?;
+            if !proven {
+                // The code goes to the invited address as stored.
+                return prove_federated_email(env, flow, identity, Some(invited), throttle.as_ref());
+            }
+            Ok(Transition::to(FlowState::Consent { identity }))
+        }
+        (
+            FlowState::AwaitingPasscode { email, federated, .. },
+            FlowInput::ResendPasscode { throttle, .. },
+        ) => send_code(
+            env,
+            flow,
+            email.clone(),
+            None,
+            throttle.as_ref(),
+            federated.clone(),
+        ),
         (
             FlowState::AwaitingPasscode {
                 email,
                 passcode,
                 delivered,
+                federated,
             },
             FlowInput::SubmitPasscode { code, throttle },
         ) => {
-            let mut next = check_code(env, flow, email, passcode, *delivered, &code, throttle)?;
+            let mut next = check_code(env, flow, email, passcode, *delivered, federated, &code, throttle)?;
             if let FlowState::Authenticated { identity } = next.state {
                 next.state = FlowState::Consent { identity };
             }
@@ -849,11 +1008,11 @@ fn redemption(
             // Accepted (the terms shown, also when the tenant has dropped
             // its terms since: the guest did accept them).
             _ if accept => {
-            let acceptance = AgreementAcceptance {
-                agreement_id: agreement_id.clone(),
-                version: *version,
-                recorded_date_time: env.now,
-            };
+                let acceptance = AgreementAcceptance {
+                    agreement_id: agreement_id.clone(),
+                    version: *version,
+                    recorded_date_time: env.now,
+                };
                 redeemed(user_id, identity.clone(), Some(acceptance))
             }
             _ => Transition::to(FlowState::Declined),
@@ -877,6 +1036,88 @@ fn terms_step(identity: FlowIdentity, terms: &TermsOfUse) -> FlowState {
     }
 }
 
+/// A sign-in with the federated provider `provider_id` begins.
+fn start_federation(provider_id: String) -> Transition {
+    Transition::to(FlowState::StartingFederation {
+        provider_id: provider_id.clone(),
+    })
+    .with(Effect::StartFederation { provider_id })
+}
+
+/// The provider began the sign-in: wait for its callback.
+fn federation_started(provider_id: &str, pending: PendingAuthorization) -> Result<Transition, Error> {
+    if pending.provider_id != provider_id {
+        return Err(FlowError::FederationMismatch.into());
+    }
+    Ok(Transition::to(FlowState::AwaitingFederation { pending }))
+}
+
+/// The identity a federated sign-in asserts, if it may be used, and
+/// whether its address is proven: it comes from the provider the flow went
+/// to, asserts an email address and, for a redemption, the invited one
+/// (domains compared as A-labels). The address is proven when the
+/// registered provider proves it (`email_proven`); otherwise a passcode to
+/// it must ([`prove_federated_email`]). Accounts key on the provider's
+/// issuer and subject, never on the email.
+fn federated_identity(
+    pending: &PendingAuthorization,
+    identity: Box<ExternalIdentity>,
+    invited: Option<&EmailAddress>,
+    email_proven: bool,
+) -> Result<(FlowIdentity, bool), Error> {
+    if identity.provider_id != pending.provider_id {
+        return Err(FlowError::FederationMismatch.into());
+    }
+    let identity = *identity;
+    let Some(email) = identity.email else {
+        return Err(FlowError::EmailNotVerified {
+            provider: pending.provider_id.clone(),
+        }
+        .into());
+    };
+    if let Some(invited) = invited
+        && invited.comparison_key() != email.comparison_key()
+    {
+        return Err(FlowError::WrongAccount {
+            expected: invited.to_string(),
+        }
+        .into());
+    }
+    Ok((
+        FlowIdentity {
+            issuer: identity.issuer,
+            subject: identity.subject,
+            email,
+        },
+        email_proven,
+    ))
+}
+
+/// A federated sign-in asserted an address its provider cannot prove:
+/// mail a passcode to it (to `stored_spelling` when a user has the
+/// address); the right code proves the address and yields the provider's
+/// identity.
+fn prove_federated_email(
+    env: &FlowEnv<'_>,
+    flow: &FlowRecord,
+    identity: FlowIdentity,
+    stored_spelling: Option<EmailAddress>,
+    throttle: Option<&AddressThrottle>,
+) -> Result<Transition, Error> {
+    let federated = FederatedSubject {
+        issuer: identity.issuer,
+        subject: identity.subject,
+    };
+    send_code(
+        env,
+        flow,
+        identity.email,
+        stored_spelling,
+        throttle,
+        Some(federated),
+    )
+}
+
 /// The redemption completes: the invited user accepts with `identity`.
 fn redeemed(user_id: Id, identity: FlowIdentity, acceptance: Option<AgreementAcceptance>) -> Transition {
     Transition::to(FlowState::Completed {
@@ -890,12 +1131,14 @@ fn redeemed(user_id: Id, identity: FlowIdentity, acceptance: Option<AgreementAcc
 /// `Authenticated` (the caller decides what follows); a wrong one that was
 /// counted stays at the passcode with the count stored and
 /// [`Transition::refused`] set; a code refused before counting is an error.
+#[allow(clippy::too_many_arguments)]
 fn check_code(
     env: &FlowEnv<'_>,
     flow: &FlowRecord,
     email: &EmailAddress,
     passcode: &PasscodeRecord,
     delivered: bool,
+    federated: &Option<FederatedSubject>,
     code: &SecretString,
     throttle: Option<AddressThrottle>,
 ) -> Result<Transition, Error> {
@@ -911,16 +1154,25 @@ fn check_code(
     );
     let mut next = match (&outcome.verdict, outcome.passcode) {
         (Ok(()), _) => Transition::to(FlowState::Authenticated {
-            identity: FlowIdentity {
-                issuer: EMAIL_OTP_ISSUER.to_owned(),
-                subject: passcode.address_key.clone(),
-                email: email.clone(),
+            identity: match federated {
+                // The provider's account, its address now proven.
+                Some(f) => FlowIdentity {
+                    issuer: f.issuer.clone(),
+                    subject: f.subject.clone(),
+                    email: email.clone(),
+                },
+                None => FlowIdentity {
+                    issuer: EMAIL_OTP_ISSUER.to_owned(),
+                    subject: passcode.address_key.clone(),
+                    email: email.clone(),
+                },
             },
         }),
         (Err(_), Some(counted)) => Transition::to(FlowState::AwaitingPasscode {
             email: email.clone(),
             passcode: counted,
             delivered,
+            federated: federated.clone(),
         }),
         // Refused before counting (malformed, expired, locked): nothing to store.
         (Err(e), None) => return Err(e.clone().into()),
@@ -939,6 +1191,7 @@ fn send_code(
     email: EmailAddress,
     stored_spelling: Option<EmailAddress>,
     throttle: Option<&AddressThrottle>,
+    federated: Option<FederatedSubject>,
 ) -> Result<Transition, Error> {
     let key = email.comparison_key().to_owned();
     let throttle = throttle.filter(|t| t.address_key == key);
@@ -952,6 +1205,7 @@ fn send_code(
         email,
         passcode,
         delivered: true,
+        federated,
     })
     .with(Effect::StoreThrottle {
         record: next_throttle,

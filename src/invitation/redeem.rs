@@ -47,6 +47,10 @@ pub struct RedemptionView {
     pub display_name: Option<String>,
     /// The organisation's privacy statement.
     pub privacy_statement_url: Option<String>,
+    /// The federated provider the redemption order chose for the invited
+    /// address (its id); `None` when the guest proves the address with an
+    /// email one-time passcode.
+    pub sign_in_with: Option<String>,
 }
 
 /// The next thing the guest must do.
@@ -82,6 +86,21 @@ pub enum RedemptionStep {
     TermsOfUse {
         /// The terms.
         terms: TermsOfUse,
+    },
+    /// Send the browser to the federated provider the redemption order
+    /// chose (a `303` to `url`); its callback goes to
+    /// [`GuestPass::redemption_callback`](crate::GuestPass::redemption_callback).
+    SignInWith {
+        /// The provider's id.
+        provider: String,
+        /// The authorization request (its `Debug` hides the query).
+        url: crate::idp::AuthorizationUrl,
+    },
+    /// Waiting for the federated provider's callback (a reload): open the
+    /// invitation link again to start a new sign-in.
+    AwaitingSignIn {
+        /// The provider's id.
+        provider: String,
     },
     /// The redemption is complete (a reload after the last step).
     Redeemed,
@@ -185,8 +204,10 @@ pub(crate) fn check_redeemable(
 /// the flow proved (and the terms it accepted), the invitation completed —
 /// the writes that go into one conditional batch with the flow's own.
 ///
-/// The identity's subject is the address the passcode proved, and the user's
-/// mail must still be that address; otherwise nothing is written.
+/// The user's mail must still be the address the identity proved (the
+/// passcode's address, or the federated provider's verified email);
+/// otherwise nothing is written. The identity recorded is the provider's
+/// issuer and subject.
 pub(crate) fn completion(
     invitation: &Versioned<InvitationRecord>,
     user: &Versioned<UserRecord>,
@@ -194,7 +215,7 @@ pub(crate) fn completion(
     acceptance: Option<AgreementAcceptance>,
     now: OffsetDateTime,
 ) -> Result<([Write; 2], User), Error> {
-    if user.value.mail_key() != Some(identity.subject.as_str()) {
+    if user.value.mail_key() != Some(identity.email.comparison_key()) {
         return Err(TicketError::NoLongerValid.into());
     }
     let mut u = user.value.clone();

@@ -113,7 +113,8 @@ pub struct FlowStarted {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum FlowAction {
-    /// Picks an identity provider by its name (`emailOtp`).
+    /// Picks an identity provider by its name (`emailOtp`, or a federated
+    /// provider's id).
     ChooseProvider(String),
     /// Enters the address for a passcode.
     SubmitEmail(String),
@@ -175,6 +176,22 @@ pub enum FlowStep {
     ChooseProvider {
         /// The heading.
         title: String,
+        /// The providers offered, in order.
+        providers: Vec<IdentityProviderKind>,
+    },
+    /// Send the browser to the federated provider (a `303` to `url`); its
+    /// callback goes to [`GuestPass::sign_up_callback`].
+    SignInWith {
+        /// The provider's id.
+        provider: String,
+        /// The authorization request (its `Debug` hides the query).
+        url: crate::idp::AuthorizationUrl,
+    },
+    /// Waiting for the federated provider's callback (a reload): offer to
+    /// start that sign-in again or to choose another provider.
+    AwaitingSignIn {
+        /// The provider's id.
+        provider: String,
         /// The providers offered, in order.
         providers: Vec<IdentityProviderKind>,
     },
@@ -276,6 +293,8 @@ struct Driven {
     token: Option<(Id, crate::directory::UserType, FlowIdentity)>,
     refused: Option<PasscodeError>,
     completion: Option<Completion>,
+    /// The authorization request a federated sign-in began with.
+    redirect: Option<Url>,
 }
 
 fn check_param(field: &'static str, value: Option<&str>, max: usize) -> Result<(), Error> {
@@ -532,12 +551,18 @@ impl GuestPass {
         let uf = self.user_flow(&flow.value.user_flow_id)?;
         let input = match action {
             FlowAction::ChooseProvider(name) => {
-                if !matches!(flow.value.state, FlowState::ChooseProvider) {
+                if !matches!(
+                    flow.value.state,
+                    FlowState::ChooseProvider | FlowState::AwaitingFederation { .. }
+                ) {
                     return Err(wrong_step(&flow.value.state, "chooseProvider"));
                 }
                 FlowInput::ChooseProvider {
-                    provider: IdentityProviderKind::from_name(&name)
-                        .ok_or(FlowError::ProviderNotOffered { provider: "unknown" })?,
+                    provider: IdentityProviderKind::from_name(&name).ok_or_else(|| {
+                        FlowError::ProviderNotOffered {
+                            provider: quote(&name),
+                        }
+                    })?,
                 }
             }
             FlowAction::SubmitEmail(email) => {
@@ -614,6 +639,52 @@ impl GuestPass {
         self.advance(uf, flow, input, None).await
     }
 
+    /// Completes a federated sign-in of a sign-up flow: the browser came back
+    /// from the provider `provider_id` to its redirect URI
+    /// ([`GuestPass::federation_redirect_uri`]) with `query` (the raw query
+    /// string). The provider checks the callback (the `state` binds it to
+    /// this flow, so no CSRF token is needed), redeems the code and
+    /// validates the tokens; the flow then goes on as after a passcode: an
+    /// existing account signs in, a new person continues to the attributes.
+    /// A refused callback changes nothing: the person may start again or
+    /// choose another provider.
+    ///
+    /// # Errors
+    ///
+    /// [`FlowError::UnknownFlow`], [`FlowError::Expired`],
+    /// [`FlowError::WrongStep`] when the flow is not waiting for a provider,
+    /// [`Error::Idp`] for a callback or token the provider refused,
+    /// [`FlowError::EmailNotVerified`] when the provider shared no verified
+    /// address, [`Error::Store`] on a concurrent change.
+    pub async fn sign_up_callback(
+        &self,
+        handle: &str,
+        provider_id: &str,
+        query: &str,
+    ) -> Result<FlowPage, Error> {
+        let flow = self.live_flow(handle).await?;
+        let FlowState::AwaitingFederation { pending } = &flow.value.state else {
+            return Err(wrong_step(&flow.value.state, "federationFinished"));
+        };
+        if self.now() >= flow.value.expires_at {
+            return Err(FlowError::Expired.into());
+        }
+        let uf = self.user_flow(&flow.value.user_flow_id)?;
+        let (identity, email_proven) = self.finish_federation(pending, provider_id, query).await?;
+        let (stored_spelling, throttle) = match &identity.email {
+            Some(email) => self.address_state(email.comparison_key()).await?,
+            None => (None, None),
+        };
+        let input = FlowInput::FederationFinished {
+            identity: Box::new(identity),
+            invited: None,
+            email_proven,
+            stored_spelling,
+            throttle: throttle.as_ref().map(|t| t.value.clone()),
+        };
+        self.advance(uf, flow, input, throttle).await
+    }
+
     /// The stored spelling of an address and its passcode counters.
     async fn address_state(
         &self,
@@ -683,6 +754,7 @@ impl GuestPass {
             token: None,
             refused: None,
             completion: None,
+            redirect: None,
         };
         let read_throttle = throttle;
         let mut inputs = VecDeque::from([input]);
@@ -739,6 +811,13 @@ impl GuestPass {
                             "a sign-up step asked to complete a redemption".to_owned(),
                         )
                         .into());
+                    }
+                    Effect::StartFederation { provider_id } => {
+                        let start = self.start_federation(&provider_id).await?;
+                        out.redirect = Some(start.url);
+                        inputs.push_back(FlowInput::FederationStarted {
+                            pending: start.pending,
+                        });
                     }
                     Effect::IssueToken {
                         user_id,
@@ -879,6 +958,19 @@ impl GuestPass {
                 step: FlowStep::Completed(Box::new(completion)),
             });
         }
+        if let (Some(url), FlowState::AwaitingFederation { pending }) =
+            (driven.redirect.take(), &record.state)
+        {
+            return Ok(FlowPage {
+                flow_id,
+                csrf_token: self.csrf_for(&record.handle_hash, version)?,
+                language: lang,
+                step: FlowStep::SignInWith {
+                    provider: pending.provider_id.clone(),
+                    url: url.into(),
+                },
+            });
+        }
         self.page(uf, record, version, None, driven.refused)
     }
 
@@ -990,6 +1082,10 @@ impl GuestPass {
             FlowState::EnterEmail => FlowStep::EnterEmail {
                 prompt: uf.text(TextKey::EmailPrompt, lang).to_owned(),
                 error: None,
+            },
+            FlowState::AwaitingFederation { pending } => FlowStep::AwaitingSignIn {
+                provider: pending.provider_id.clone(),
+                providers: uf.identity_providers().to_vec(),
             },
             FlowState::AwaitingPasscode { email, delivered, .. } => FlowStep::EnterPasscode {
                 prompt: uf.text(TextKey::PasscodePrompt, lang).to_owned(),

@@ -610,6 +610,7 @@ pub async fn purge_takes_oldest_first(store: Arc<dyn DirectoryStore>) {
                 expires_at: T0 + minutes(i64::from(n)),
             },
             delivered: true,
+            federated: None,
         };
         hashes.push(flow.handle_hash);
         batch.push(Write::Flow {

@@ -308,6 +308,10 @@ pub enum Denied {
         /// What was attempted, such as `approve sign-ups`.
         operation: &'static str,
     },
+    /// The tenant turned self-service sign-up off
+    /// (`selfServiceSignUpEnabled`).
+    #[error("self-service sign-up is turned off for this organisation")]
+    SelfServiceSignUpDisabled,
 }
 
 /// A configuration that cannot be used.

@@ -489,7 +489,21 @@ impl GuestPassBuilder {
                 reason: "federated identity providers need an http client".to_owned(),
             });
         }
-        let redemption_order = self.redemption_order.unwrap_or_default();
+        let collaboration = self.collaboration.unwrap_or_default();
+        let mut redemption_order = self.redemption_order.unwrap_or_default();
+        if !collaboration.email_otp_enabled && redemption_order.email_otp_enabled() {
+            // Turning the passcode off forces the Microsoft account fallback.
+            redemption_order = RedemptionOrder::new(
+                redemption_order.primary().to_vec(),
+                redemption_order.fallback(),
+                false,
+                redemption_order.microsoft_account().map(str::to_owned),
+            )
+            .map_err(|e| ConfigError::Invalid {
+                field: "collaboration",
+                reason: format!("`emailOtpEnabled` is false: {e}"),
+            })?;
+        }
         if let Some(id) = redemption_order.microsoft_account()
             && !self.providers.iter().any(|p| p.provider.id() == id)
         {
@@ -523,7 +537,7 @@ impl GuestPassBuilder {
                     ticket_lifetime,
                     session_lifetime,
                     passcode,
-                    collaboration: self.collaboration.unwrap_or_default(),
+                    collaboration,
                     sign_up,
                     token_keys: self.token_keys,
                     token_issuer,

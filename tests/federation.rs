@@ -658,3 +658,48 @@ async fn other_domains_still_redeem_with_a_passcode() {
             .unwrap();
     assert!(matches!(r, guestpass::Finished::Redeemed(_)), "{r:?}");
 }
+
+/// With the email one-time passcode turned off, an address no primary
+/// provider serves redeems with the Microsoft account fallback; without
+/// one, the configuration is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn turning_the_passcode_off_forces_the_microsoft_account_fallback() {
+    use guestpass::idp::order::{FallbackProvider, RedemptionOrder};
+    let op = provider().await;
+    let off = guestpass::policy::CollaborationSettings {
+        email_otp_enabled: false,
+        ..Default::default()
+    };
+    let e = Harness::try_with(|b| b.collaboration(off.clone())).unwrap_err();
+    assert!(
+        matches!(&e, guestpass::error::ConfigError::Invalid { field: "collaboration", reason } if reason.contains("fallback")),
+        "{e:?}"
+    );
+    // The local provider stands in for the Microsoft account provider.
+    let msa =
+        presets::direct_federation("msa", "unused.example", op.issuer(), CLIENT_ID, CLIENT_SECRET).unwrap();
+    let h = Harness::with(|b| {
+        b.collaboration(off)
+            .http_client(Arc::new(ReqwestClient::new().unwrap()))
+            .identity_provider(Arc::new(msa), CandidateKind::MicrosoftAccount)
+            .redemption_order(
+                RedemptionOrder::new(
+                    vec![],
+                    FallbackProvider::DefaultConfiguredIdp,
+                    true,
+                    Some("msa".into()),
+                )
+                .unwrap(),
+            )
+    });
+    let (_, ticket) = h.invite_with_ticket("erin@woodgrove.example").await;
+    let view = h.gp.view_redemption(&ticket).await.unwrap();
+    assert_eq!(view.sign_in_with.as_deref(), Some("msa"));
+    let started = h.try_start(&ticket).await.unwrap();
+    assert!(
+        matches!(&started.step, RedemptionStep::SignInWith { provider, .. } if provider == "msa"),
+        "{:?}",
+        started.step
+    );
+    assert!(h.mails_of(guestpass::mail::MessageKind::Passcode).is_empty());
+}

@@ -3058,3 +3058,19 @@ onUnavailable = {{ block = {{ default = "Try later" }} }}
     let err = SignUpConfig::from_json(&json).unwrap_err();
     assert!(!err.to_string().contains("987654321"), "{err}");
 }
+
+#[tokio::test]
+async fn sign_up_turned_off_in_the_collaboration_settings_starts_nothing() {
+    let h = signup_harness(signup_config(r#""attributes": [{"name": "givenName"}]"#), |b| {
+        b.collaboration(guestpass::policy::CollaborationSettings {
+            self_service_sign_up_enabled: false,
+            ..Default::default()
+        })
+    });
+    h.fails_unchanged_with(
+        "sign-up turned off",
+        h.gp.start_sign_up(signup_request()),
+        Error::Denied(guestpass::error::Denied::SelfServiceSignUpDisabled),
+    )
+    .await;
+}

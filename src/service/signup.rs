@@ -425,9 +425,14 @@ impl GuestPass {
     /// [`FlowError::UnknownApplication`] when the application has no user
     /// flow, [`FlowError::RedirectNotRegistered`] for any other redirect
     /// URI, [`FlowError::InvalidParameter`] for an oversized `nonce`,
-    /// `state` or `ui_locales`, [`Error::Store`] when the store fails.
+    /// `state` or `ui_locales`, [`Denied::SelfServiceSignUpDisabled`] when
+    /// the collaboration settings turn sign-up off, [`Error::Store`] when
+    /// the store fails.
     pub async fn start_sign_up(&self, request: SignUpRequest) -> Result<FlowStarted, Error> {
         let cfg = &self.inner.config;
+        if !cfg.collaboration.self_service_sign_up_enabled {
+            return Err(Denied::SelfServiceSignUpDisabled.into());
+        }
         let unknown = || FlowError::UnknownApplication {
             client_id: quote(&request.client_id),
         };

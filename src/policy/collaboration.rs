@@ -136,6 +136,70 @@ impl fmt::Display for DomainRule {
     }
 }
 
+/// A list of domain rules, indexed: matching a domain costs one lookup per
+/// label of the domain, whatever the length of the list.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DomainList {
+    rules: Vec<DomainRule>,
+    /// The domains of exact rules.
+    exact: std::collections::HashSet<String>,
+    /// The parent domains of `*.` rules.
+    subdomains_of: std::collections::HashSet<String>,
+}
+
+impl DomainList {
+    /// The list of `rules`, in order.
+    pub fn new(rules: Vec<DomainRule>) -> Self {
+        let mut exact = std::collections::HashSet::new();
+        let mut subdomains_of = std::collections::HashSet::new();
+        for r in &rules {
+            if r.subdomains {
+                subdomains_of.insert(r.domain.clone());
+            } else {
+                exact.insert(r.domain.clone());
+            }
+        }
+        Self {
+            rules,
+            exact,
+            subdomains_of,
+        }
+    }
+
+    /// The rules, in order.
+    pub fn rules(&self) -> &[DomainRule] {
+        &self.rules
+    }
+
+    /// How many rules there are.
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Whether a rule matches `domain` (an A-label): the same answer as
+    /// asking every [`DomainRule::matches`].
+    pub fn matches(&self, domain: &str) -> bool {
+        if self.exact.contains(domain) {
+            return true;
+        }
+        // Every proper parent, label by label: `a.b.example` asks for
+        // `b.example` and `example`.
+        let mut rest = domain;
+        while let Some((label, parent)) = rest.split_once('.') {
+            if !label.is_empty() && self.subdomains_of.contains(parent) {
+                return true;
+            }
+            rest = parent;
+        }
+        false
+    }
+}
+
 /// Collaboration restrictions: an allow list or a deny list, never both.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum DomainRestriction {
@@ -143,9 +207,9 @@ pub enum DomainRestriction {
     #[default]
     AllowAll,
     /// Only these domains may be invited.
-    AllowOnly(Vec<DomainRule>),
+    AllowOnly(DomainList),
     /// These domains may not be invited.
-    Deny(Vec<DomainRule>),
+    Deny(DomainList),
 }
 
 impl DomainRestriction {
@@ -155,7 +219,7 @@ impl DomainRestriction {
     ///
     /// When a rule does not parse or there are too many.
     pub fn allow_only<S: AsRef<str>>(rules: impl IntoIterator<Item = S>) -> Result<Self, ConfigError> {
-        Ok(Self::AllowOnly(parse_rules(rules)?))
+        Ok(Self::AllowOnly(DomainList::new(parse_rules(rules)?)))
     }
 
     /// A deny list from rule strings.
@@ -164,15 +228,15 @@ impl DomainRestriction {
     ///
     /// When a rule does not parse or there are too many.
     pub fn deny<S: AsRef<str>>(rules: impl IntoIterator<Item = S>) -> Result<Self, ConfigError> {
-        Ok(Self::Deny(parse_rules(rules)?))
+        Ok(Self::Deny(DomainList::new(parse_rules(rules)?)))
     }
 
     /// Whether `domain` (an A-label) may be invited.
     pub fn permits(&self, domain: &str) -> bool {
         match self {
             DomainRestriction::AllowAll => true,
-            DomainRestriction::AllowOnly(rules) => rules.iter().any(|r| r.matches(domain)),
-            DomainRestriction::Deny(rules) => !rules.iter().any(|r| r.matches(domain)),
+            DomainRestriction::AllowOnly(list) => list.matches(domain),
+            DomainRestriction::Deny(list) => !list.matches(domain),
         }
     }
 }
@@ -451,11 +515,11 @@ impl CollaborationSettings {
             Some(RawDomains {
                 allow: Some(rules),
                 deny: None,
-            }) => DomainRestriction::AllowOnly(validate_rules("domains.allow", &rules)?),
+            }) => DomainRestriction::AllowOnly(DomainList::new(validate_rules("domains.allow", &rules)?)),
             Some(RawDomains {
                 allow: None,
                 deny: Some(rules),
-            }) => DomainRestriction::Deny(validate_rules("domains.deny", &rules)?),
+            }) => DomainRestriction::Deny(DomainList::new(validate_rules("domains.deny", &rules)?)),
         };
         Ok(Self {
             allow_invites_from: raw.allow_invites_from,
@@ -471,12 +535,12 @@ impl CollaborationSettings {
         let domains = match &self.domains {
             DomainRestriction::AllowAll => None,
             DomainRestriction::AllowOnly(r) => Some(RawDomains {
-                allow: Some(rules(r)),
+                allow: Some(rules(r.rules())),
                 deny: None,
             }),
             DomainRestriction::Deny(r) => Some(RawDomains {
                 allow: None,
-                deny: Some(rules(r)),
+                deny: Some(rules(r.rules())),
             }),
         };
         RawCollaboration {
@@ -544,6 +608,23 @@ impl<'de> Deserialize<'de> for CollaborationSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// The indexed list answers as asking every rule does.
+        #[test]
+        fn an_indexed_list_matches_as_its_rules_do(
+            rules in proptest::collection::vec(("(\\*\\.)?([ab]{1,2}\\.){0,2}ex", proptest::bool::ANY), 1..12),
+            domain in "([ab]{1,2}\\.){0,3}ex",
+        ) {
+            let parsed: Vec<DomainRule> = rules
+                .iter()
+                .filter_map(|(r, _)| DomainRule::parse(r).ok())
+                .collect();
+            let list = DomainList::new(parsed.clone());
+            let expected = parsed.iter().any(|r| r.matches(&domain));
+            proptest::prop_assert_eq!(list.matches(&domain), expected);
+        }
+    }
 
     #[test]
     fn whole_label_matching() {

@@ -298,9 +298,10 @@ impl PolicySet {
             let path = e.path().to_string();
             let path = name_path(&path, || {
                 (text.len() <= NAME_LOOKUP_MAX_BYTES).then_some(())?;
-                toml::from_str::<toml::Table>(text)
+                // Read as JSON values, so one lookup serves both formats.
+                toml::from_str::<serde_json::Value>(text)
                     .ok()
-                    .map(|t| DisplayNames::from_toml(&t))
+                    .map(|v| DisplayNames::from_json(&v))
             });
             invalid(path, e.inner().message())
         })
@@ -340,24 +341,6 @@ impl DisplayNames {
     fn from_json(v: &serde_json::Value) -> Self {
         let names = |key: &str| {
             v.get(key)
-                .and_then(|l| l.as_array())
-                .map(|items| {
-                    items
-                        .iter()
-                        .map(|p| p.get("displayName").and_then(|n| n.as_str()).map(str::to_owned))
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        Self {
-            policies: names("policies"),
-            locations: names("namedLocations"),
-        }
-    }
-
-    fn from_toml(t: &toml::Table) -> Self {
-        let names = |key: &str| {
-            t.get(key)
                 .and_then(|l| l.as_array())
                 .map(|items| {
                     items

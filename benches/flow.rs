@@ -193,6 +193,7 @@ fn bench(c: &mut Criterion) {
         issuer: "mail".into(),
         subject: "ada@fabrikam.example".into(),
         email: EmailAddress::parse("ada@fabrikam.example").expect("address"),
+        home: None,
     };
     let flow = FlowRecord {
         id: Id::from_bytes([1; 16]),
@@ -205,6 +206,7 @@ fn bench(c: &mut Criterion) {
         nonce: None,
         app_state: None,
         ui_locales: None,
+        context: Default::default(),
         state: FlowState::CollectAttributes {
             identity,
             prefill: BTreeMap::new(),
@@ -212,6 +214,16 @@ fn bench(c: &mut Criterion) {
         },
         created_at: now,
         expires_at: now + Duration::hours(1),
+    };
+    let policies = guestpass::policy::PolicySet::default()
+        .compile()
+        .expect("policies");
+    let cross_tenant = guestpass::policy::CrossTenantSettings::default();
+    let access = guestpass::flow::access::AccessEnv {
+        policies: &policies,
+        cross_tenant: &cross_tenant,
+        agreements: &[],
+        step_up: guestpass::flow::access::StepUpMethods::default(),
     };
     group.bench_function("transition", |b| {
         b.iter(|| {
@@ -224,6 +236,9 @@ fn bench(c: &mut Criterion) {
                 user_flow: Some(uf),
                 terms_of_use: None,
                 tenant_domain: "woodgrove.example",
+                access: &access,
+                subject: None,
+                language: guestpass::mail::templates::Language::EnUs,
             };
             let t = machine::transition(
                 &env,

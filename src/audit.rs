@@ -96,6 +96,21 @@ pub enum AuditKind {
         /// The flow.
         flow_id: Id,
     },
+    /// A redemption ended on a block page (an access policy, the guest's
+    /// organisation, too many wrong authenticator codes); the invitation
+    /// stays pending.
+    RedemptionBlocked {
+        /// The invitation.
+        invitation_id: Id,
+    },
+    /// An access decision was made at the end of a flow (conditional
+    /// access, cross-organisation access), with its explanation.
+    AccessEvaluated {
+        /// The flow.
+        flow_id: Id,
+        /// The decision and, for every policy, why it applied or not.
+        report: crate::flow::access::AccessReport,
+    },
 }
 
 /// An audit record.

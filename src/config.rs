@@ -39,6 +39,10 @@ pub struct Config {
     pub(crate) token_issuer: String,
     pub(crate) tenant_object_id: Id,
     pub(crate) terms_of_use: Option<crate::policy::TermsOfUse>,
+    pub(crate) policies: crate::policy::CompiledPolicies,
+    pub(crate) cross_tenant: crate::policy::CrossTenantSettings,
+    pub(crate) agreements: Vec<crate::policy::TermsOfUse>,
+    pub(crate) step_up: crate::flow::access::StepUpMethods,
 }
 
 impl Config {
@@ -85,6 +89,31 @@ impl Config {
     /// The `iss` of completion tokens.
     pub fn token_issuer(&self) -> &str {
         &self.token_issuer
+    }
+
+    /// The compiled conditional access policies.
+    pub fn conditional_access(&self) -> &crate::policy::CompiledPolicies {
+        &self.policies
+    }
+
+    /// The cross-organisation access settings.
+    pub fn cross_tenant_access(&self) -> &crate::policy::CrossTenantSettings {
+        &self.cross_tenant
+    }
+
+    /// The terms of use policies may require (and the tenant's own).
+    pub fn agreements(&self) -> &[crate::policy::TermsOfUse] {
+        &self.agreements
+    }
+
+    /// The access environment flows are evaluated in.
+    pub(crate) fn access_env(&self) -> crate::flow::access::AccessEnv<'_> {
+        crate::flow::access::AccessEnv {
+            policies: &self.policies,
+            cross_tenant: &self.cross_tenant,
+            agreements: &self.agreements,
+            step_up: self.step_up,
+        }
     }
 
     /// The tenant's object id, the `tid` of completion tokens.

@@ -33,6 +33,9 @@ pub enum Error {
     /// A sign-in with an external identity provider failed.
     #[error(transparent)]
     Idp(#[from] crate::idp::IdpError),
+    /// An authenticator app code was refused, or its secret is unusable.
+    #[error(transparent)]
+    Totp(#[from] crate::idp::totp::TotpError),
     /// A policy forbids the operation.
     #[error(transparent)]
     Denied(#[from] Denied),
@@ -146,6 +149,17 @@ impl Error {
                 }
             }
             Error::Idp(e) => e.category(),
+            Error::Totp(e) => {
+                use crate::idp::totp::TotpError;
+                match e {
+                    TotpError::Wrong | TotpError::Replayed => Category::Unauthorized,
+                    TotpError::Locked => Category::TooManyRequests,
+                    TotpError::Unsealable | TotpError::InvalidSecret | TotpError::InvalidLabel => {
+                        Category::Internal
+                    }
+                    _ => Category::BadRequest,
+                }
+            }
             Error::Denied(_) => Category::Forbidden,
             Error::NotFound { .. } => Category::NotFound,
             Error::Config(_) | Error::Internal(_) => Category::Internal,
@@ -312,6 +326,12 @@ pub enum Denied {
     /// (`selfServiceSignUpEnabled`).
     #[error("self-service sign-up is turned off for this organisation")]
     SelfServiceSignUpDisabled,
+    /// The guest user access level (`guestUserAccess`) does not let the
+    /// viewer read this (a `restricted` guest reading another user, a
+    /// `limited` or `restricted` guest listing users), or the viewer is
+    /// unknown or disabled.
+    #[error("the guest user access level does not allow this directory read")]
+    DirectoryReadNotAllowed,
 }
 
 /// A configuration that cannot be used.

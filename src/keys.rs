@@ -7,11 +7,12 @@
 //!
 //! Each configured secret is never used directly: per-purpose keys are
 //! derived from it with HKDF-SHA256, so a ticket tag can never be replayed
-//! as a passcode hash or the other way round.
+//! as a passcode hash or the other way round, and authenticator secrets
+//! are sealed at rest under a key of their own.
 
 use std::fmt;
 
-use ring::{hkdf, hmac};
+use ring::{aead, hkdf, hmac};
 
 use crate::error::ConfigError;
 use crate::idp::BindingKey;
@@ -90,6 +91,7 @@ pub(crate) enum Purpose {
     Passcode,
     FlowCsrf,
     Federation,
+    TotpSeal,
 }
 
 impl Purpose {
@@ -99,6 +101,7 @@ impl Purpose {
             Purpose::Passcode => b"guestpass/email-passcode/v1",
             Purpose::FlowCsrf => b"guestpass/flow-csrf/v1",
             Purpose::Federation => b"guestpass/federation-binding/v1",
+            Purpose::TotpSeal => b"guestpass/totp-seal/v1",
         }
     }
 }
@@ -111,6 +114,8 @@ pub(crate) struct DerivedKeys {
     /// Binds external sign-ins' nonce and PKCE verifier to their pending
     /// authorization.
     pub(crate) federation: BindingKey,
+    /// The AES-256-GCM key that seals authenticator (TOTP) secrets at rest.
+    pub(crate) totp_seal: SecretBytes,
 }
 
 pub(crate) fn derive(secret: &[u8], purpose: Purpose) -> hmac::Key {
@@ -121,6 +126,24 @@ pub(crate) fn derive(secret: &[u8], purpose: Purpose) -> hmac::Key {
         Ok(okm) => hmac::Key::from(okm),
         // expand only fails for outputs longer than 255 hash lengths; ours is one.
         Err(_) => hmac::Key::new(hmac::HMAC_SHA256, secret),
+    }
+}
+
+/// 32 bytes of key material for AES-256-GCM, derived like [`derive`]'s keys
+/// (HKDF-SHA256, salt `guestpass`, the purpose as info).
+pub(crate) fn derive_aead(secret: &[u8], purpose: Purpose) -> SecretBytes {
+    let salt = hkdf::Salt::new(hkdf::HKDF_SHA256, b"guestpass");
+    let prk = salt.extract(secret);
+    let info = [purpose.info()];
+    let mut out = [0u8; 32];
+    match prk
+        .expand(&info, &aead::AES_256_GCM)
+        .and_then(|okm| okm.fill(&mut out))
+    {
+        Ok(()) => SecretBytes::new(out),
+        // expand only fails for outputs longer than 255 hash lengths; ours is
+        // one. Still a key of this secret and purpose, never a constant.
+        Err(_) => SecretBytes::new(hmac::sign(&derive(secret, purpose), b"aead").as_ref()),
     }
 }
 
@@ -178,6 +201,7 @@ impl KeyRing {
             passcode: derive(key.secret.expose(), Purpose::Passcode),
             csrf: derive(key.secret.expose(), Purpose::FlowCsrf),
             federation: BindingKey::from_key(derive(key.secret.expose(), Purpose::Federation)),
+            totp_seal: derive_aead(key.secret.expose(), Purpose::TotpSeal),
         }
     }
 
@@ -252,5 +276,20 @@ mod tests {
         let f = hmac::sign(&derive(&[9u8; 32], Purpose::Federation), b"m");
         assert_ne!(f.as_ref(), t.as_ref());
         assert_ne!(f.as_ref(), p.as_ref());
+        let s = derive_aead(&[9u8; 32], Purpose::TotpSeal);
+        assert_eq!(s.len(), aead::AES_256_GCM.key_len());
+        assert_ne!(s.expose(), derive_aead(&[9u8; 32], Purpose::Ticket).expose());
+        assert_ne!(s.expose(), derive_aead(&[8u8; 32], Purpose::TotpSeal).expose());
+    }
+
+    #[test]
+    fn the_seal_key_is_hkdf_sha256_of_the_secret() {
+        // HKDF-SHA256 (RFC 5869) of one output block computed by hand:
+        // PRK = HMAC(salt, secret), OKM = HMAC(PRK, info || 0x01).
+        let prk = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, b"guestpass"), &[9u8; 32]);
+        let mut input = b"guestpass/totp-seal/v1".to_vec();
+        input.push(1);
+        let okm = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, prk.as_ref()), &input);
+        assert_eq!(derive_aead(&[9u8; 32], Purpose::TotpSeal).expose(), okm.as_ref());
     }
 }

@@ -10,6 +10,7 @@ pub mod directory;
 pub mod email;
 pub mod error;
 pub mod flow;
+pub mod graph;
 pub mod http;
 pub mod id;
 pub mod idp;
@@ -20,6 +21,8 @@ pub mod policy;
 pub mod random;
 pub mod secret;
 mod service;
+#[cfg(feature = "axum")]
+pub mod web;
 
 pub use error::Error;
 pub use invitation::{ConsentDecision, Finished, InvitationRequest, Inviter, RedemptionStep};

@@ -38,6 +38,9 @@ use crate::error::{
     ConfigError, Denied, Error, InputError, Internal, MailError, PasscodeError, RedemptionError, StoreError,
     TicketError,
 };
+use crate::flow::access::{
+    self, AccessSubject, REDEMPTION_APPLICATION_ID, SignInContext, StepUpMethod, StepUpMethods, UserUpdate,
+};
 use crate::flow::approval::{Approver, HoldAll};
 use crate::flow::config::SignUpConfig;
 use crate::flow::machine::{self, Effect, FlowEnv, FlowInput, FlowState};
@@ -57,10 +60,11 @@ use crate::invitation::{
 use crate::keys::{KeyRing, SigningKey};
 use crate::mail::templates::{Language, render_passcode};
 use crate::mail::{MailTransport, Mailbox, Message, MessageKind};
-use crate::policy::{CollaborationSettings, InviterRole, TermsOfUse};
+use crate::policy::{CollaborationSettings, CrossTenantSettings, InviterRole, PolicySet, TermsOfUse};
 use crate::random::{self, SecureRandom, SystemRandom};
 use crate::secret::{Digest, SecretString};
 
+mod directory_view;
 mod signup;
 
 pub use signup::{
@@ -190,6 +194,10 @@ pub struct GuestPassBuilder {
     terms_of_use: Option<TermsOfUse>,
     providers: Vec<RegisteredProvider>,
     redemption_order: Option<RedemptionOrder>,
+    conditional_access: Option<PolicySet>,
+    cross_tenant: Option<CrossTenantSettings>,
+    agreements: Vec<TermsOfUse>,
+    step_up: Option<StepUpMethods>,
 }
 
 impl std::fmt::Debug for GuestPassBuilder {
@@ -327,6 +335,39 @@ impl GuestPassBuilder {
     /// consent (default: none). The acceptance is recorded on the user.
     pub fn terms_of_use(mut self, terms: TermsOfUse) -> Self {
         self.terms_of_use = Some(terms);
+        self
+    }
+
+    /// The conditional access policies every sign-in, sign-up and
+    /// redemption passes at its end (default: none). Compiled when the
+    /// service is built; terms of use the policies require must be
+    /// [`agreement`](Self::agreement)s (or the
+    /// [`terms_of_use`](Self::terms_of_use)). See
+    /// [`flow::access`](crate::flow::access) for what the flows do with the
+    /// decision.
+    pub fn conditional_access(mut self, policies: PolicySet) -> Self {
+        self.conditional_access = Some(policies);
+        self
+    }
+
+    /// The cross-organisation access settings (default: Entra's service
+    /// default, every organisation allowed, no claim trusted).
+    pub fn cross_tenant_access(mut self, settings: CrossTenantSettings) -> Self {
+        self.cross_tenant = Some(settings);
+        self
+    }
+
+    /// Terms of use conditional access policies may require (by id); call
+    /// once per agreement.
+    pub fn agreement(mut self, terms: TermsOfUse) -> Self {
+        self.agreements.push(terms);
+        self
+    }
+
+    /// The multi-factor step-up methods offered (default: an emailed code
+    /// and an authenticator app).
+    pub fn step_up_methods(mut self, methods: StepUpMethods) -> Self {
+        self.step_up = Some(methods);
         self
     }
 
@@ -523,6 +564,43 @@ impl GuestPassBuilder {
         let tenant_object_id = self
             .tenant_object_id
             .unwrap_or_else(|| derived_object_id(&tenant_id));
+        let policies = self.conditional_access.unwrap_or_default().compile()?;
+        if policies.uses_groups() {
+            // The directory holds no group memberships: a group condition
+            // would never match (an include never applies, fail open).
+            return Err(ConfigError::Invalid {
+                field: "conditional_access",
+                reason: "policies name groups (includeGroups, excludeGroups), but the directory holds no \
+                         group memberships; target users, user types or external tenants"
+                    .to_owned(),
+            });
+        }
+        let mut agreements = self.agreements;
+        for (i, a) in agreements.iter().enumerate() {
+            if agreements[..i].iter().any(|b| b.id() == a.id()) {
+                return Err(ConfigError::Invalid {
+                    field: "agreements",
+                    reason: format!("terms of use `{}` are configured twice", a.id()),
+                });
+            }
+        }
+        if let Some(t) = &self.terms_of_use
+            && !agreements.iter().any(|a| a.id() == t.id())
+        {
+            agreements.push(t.clone());
+        }
+        if let Some(id) = policies
+            .agreement_ids()
+            .find(|id| !agreements.iter().any(|a| a.id() == *id))
+        {
+            return Err(ConfigError::Invalid {
+                field: "conditional_access",
+                reason: format!(
+                    "a policy requires terms of use `{}`, which are not a configured agreement",
+                    crate::flow::connector::quote(id)
+                ),
+            });
+        }
         Ok(GuestPass {
             inner: Arc::new(Inner {
                 config: Config {
@@ -543,6 +621,10 @@ impl GuestPassBuilder {
                     token_issuer,
                     tenant_object_id,
                     terms_of_use: self.terms_of_use,
+                    policies,
+                    cross_tenant: self.cross_tenant.unwrap_or_default(),
+                    agreements,
+                    step_up: self.step_up.unwrap_or_default(),
                 },
                 store,
                 mail,
@@ -938,6 +1020,23 @@ impl GuestPass {
     /// address is locked or rate limited, [`Error::Store`] on a concurrent
     /// change.
     pub async fn start_redemption(&self, ticket: &str) -> Result<RedemptionStarted, Error> {
+        self.start_redemption_from(ticket, SignInContext::default()).await
+    }
+
+    /// [`start_redemption`](Self::start_redemption) for a guest whose
+    /// client address and kind the host knows: conditional access
+    /// evaluates the redemption with them (named locations, client app
+    /// types). Without them a redemption is an unknown browser, in no
+    /// named location.
+    ///
+    /// # Errors
+    ///
+    /// As [`start_redemption`](Self::start_redemption).
+    pub async fn start_redemption_from(
+        &self,
+        ticket: &str,
+        context: SignInContext,
+    ) -> Result<RedemptionStarted, Error> {
         let (verified, r) = self.redeemable_ticket(ticket).await?;
         let cfg = &self.inner.config;
         let now = self.now();
@@ -949,7 +1048,7 @@ impl GuestPass {
             handle_hash: Digest::sha256(handle.expose().as_bytes()),
             tenant_id: cfg.tenant_id.clone(),
             user_flow_id: String::new(),
-            client_id: String::new(),
+            client_id: self.redemption_application(&invitation.invite_redirect_url),
             redirect_uri: invitation.invite_redirect_url.clone(),
             redemption: Some(RedemptionBinding {
                 invitation_id: invitation.id,
@@ -959,6 +1058,7 @@ impl GuestPass {
             nonce: None,
             app_state: None,
             ui_locales: None,
+            context,
             state: FlowState::Invited,
             created_at: now,
             expires_at: now.saturating_add(cfg.session_lifetime),
@@ -983,6 +1083,29 @@ impl GuestPass {
             handle,
             step: step.page,
         })
+    }
+
+    /// The application a redemption landing on `redirect` signs in to: the
+    /// sign-up application that registered the URL, else
+    /// [`REDEMPTION_APPLICATION_ID`].
+    fn redemption_application(&self, redirect: &str) -> String {
+        self.inner
+            .config
+            .sign_up
+            .applications()
+            .iter()
+            .find(|a| a.redirect_uris.iter().any(|u| u == redirect))
+            .map_or_else(|| REDEMPTION_APPLICATION_ID.to_owned(), |a| a.client_id.clone())
+    }
+
+    /// The invited user as the access gate sees them.
+    fn access_subject(user: &UserRecord) -> AccessSubject {
+        AccessSubject {
+            user_id: user.user.id,
+            user_type: user.user.user_type,
+            authenticator_enrolled: user.authenticator.is_some(),
+            agreement_acceptances: user.user.agreement_acceptances.clone(),
+        }
     }
 
     /// `prefetched` when it holds the counters of `address_key`, else a
@@ -1084,6 +1207,8 @@ impl GuestPass {
             Some(key) => self.throttle(r.throttle.clone(), key).await?,
             None => None,
         };
+        let access = cfg.access_env();
+        let subject = Self::access_subject(&r.user.value);
         let env = FlowEnv {
             now,
             rng: self.inner.rng.as_ref(),
@@ -1093,12 +1218,19 @@ impl GuestPass {
             user_flow: None,
             terms_of_use: cfg.terms_of_use.as_ref(),
             tenant_domain: &cfg.tenant_domain,
+            access: &access,
+            subject: Some(&subject),
+            language: self.language(&r.invitation.value),
         };
-        let at_terms = matches!(record.state, FlowState::TermsOfUse { .. });
+        let at_terms = matches!(
+            record.state,
+            FlowState::TermsOfUse { .. } | FlowState::AccessTerms { .. }
+        );
         let mut inputs =
             std::collections::VecDeque::from([input(throttle.as_ref().map(|t| t.value.clone()))]);
         let mut effects = Vec::new();
         let mut refused = None;
+        let mut authenticator_refused = None;
         let mut redirect = None;
         let mut steps = 0;
         while let Some(input) = inputs.pop_front() {
@@ -1110,6 +1242,7 @@ impl GuestPass {
                 .map_err(|e| as_redemption_error(e, record.state.name()))?;
             record.state = t.state;
             refused = refused.or(t.refused);
+            authenticator_refused = authenticator_refused.or(t.authenticator_refused);
             for effect in t.effects {
                 if let Effect::StartFederation { provider_id } = effect {
                     let start = self.start_federation(&provider_id).await?;
@@ -1133,6 +1266,11 @@ impl GuestPass {
         let mut mail = None;
         let mut redeemed = None;
         let mut failures = None;
+        let mut reports = Vec::new();
+        // Changes to the invited user: written with the completion, or on
+        // their own, conditional on the version read with the flow.
+        let mut user_update: Option<UserUpdate> = None;
+        let mut completing = None;
         for effect in effects {
             match effect {
                 Effect::StoreThrottle { record } => {
@@ -1165,14 +1303,21 @@ impl GuestPass {
                         language: language.tag(),
                     });
                 }
-                Effect::CompleteRedemption { identity, acceptance } => {
-                    let redirect_url = self.registered_redirect(&r.invitation.value)?;
-                    let (writes, user) = completion(&r.invitation, &r.user, &identity, acceptance, now)?;
-                    redeemed = Some(Redeemed { user, redirect_url });
-                    for w in writes {
-                        batch.push(w);
-                    }
+                Effect::CompleteRedemption {
+                    identity,
+                    acceptances,
+                    authenticator,
+                } => {
+                    let update = UserUpdate {
+                        authenticator,
+                        agreement_acceptances: acceptances,
+                    };
+                    completing = Some((identity, update));
                 }
+                Effect::UpdateUser { user_id, update } if user_id == r.user.value.user.id => {
+                    user_update.get_or_insert_with(UserUpdate::default).merge(update);
+                }
+                Effect::AuditAccess { report } => reports.push(report),
                 other => {
                     return Err(Internal::Corrupt(format!(
                         "a redemption step asked for the sign-up effect {other:?}"
@@ -1181,12 +1326,45 @@ impl GuestPass {
                 }
             }
         }
+        match (completing, user_update) {
+            (Some((identity, mut update)), earlier) => {
+                if let Some(mut earlier) = earlier {
+                    earlier.merge(update);
+                    update = earlier;
+                }
+                let redirect_url = self.registered_redirect(&r.invitation.value)?;
+                let (writes, user) = completion(&r.invitation, &r.user, &identity, update, now)?;
+                redeemed = Some(Redeemed { user, redirect_url });
+                for w in writes {
+                    batch.push(w);
+                }
+            }
+            (None, Some(update)) => {
+                let mut user = r.user.value.clone();
+                update.apply(&mut user);
+                batch.push(Write::User {
+                    record: user,
+                    expect: Expect::Version(r.user.version),
+                });
+            }
+            (None, None) => {}
+        }
         batch.push(Write::Flow {
             record: record.clone(),
             expect,
         });
         self.inner.store.commit(batch).await?;
         let user_id = Some(r.user.value.user.id);
+        for report in reports {
+            self.audit(
+                user_id,
+                AuditKind::AccessEvaluated {
+                    flow_id: record.id,
+                    report,
+                },
+            )
+            .await;
+        }
         let invitation_id = r.invitation.value.invitation.id;
         let mut page = match (redirect, &record.state) {
             (Some(url), FlowState::AwaitingFederation { pending }) => RedemptionStep::SignInWith {
@@ -1203,17 +1381,31 @@ impl GuestPass {
                     // Recorded with the flow, so a reload shows it too. The
                     // send stays reserved; the write is best effort (a
                     // racing step may have moved the flow on meanwhile).
-                    if let FlowState::AwaitingPasscode { delivered, .. } = &mut record.state {
+                    if let FlowState::AwaitingPasscode { delivered, .. }
+                    | FlowState::StepUp {
+                        stage: access::StepUpStep::EmailCode { delivered, .. },
+                        ..
+                    } = &mut record.state
+                    {
                         *delivered = false;
                         let stored_at = match expect {
                             Expect::Absent => 1,
                             Expect::Version(v) => v + 1,
                         };
+                        // A step-up code: the step-up page says so (and
+                        // choosing the emailed code again resends).
+                        let step_up = matches!(record.state, FlowState::StepUp { .. });
+                        if step_up {
+                            page = self.redemption_page(&record.state)?;
+                        }
                         let write = Write::Flow {
                             record,
                             expect: Expect::Version(stored_at),
                         };
                         let _ = self.inner.store.commit(WriteBatch::new().with(write)).await;
+                        if step_up {
+                            return Ok(Stepped { page, redeemed });
+                        }
                     }
                     page = RedemptionStep::PasscodeNotDelivered { sent_to, reason };
                 }
@@ -1232,9 +1424,16 @@ impl GuestPass {
             }
             return Err(refused.into());
         }
+        if matches!(record.state, FlowState::Blocked { .. }) {
+            self.audit(user_id, AuditKind::RedemptionBlocked { invitation_id })
+                .await;
+        }
+        if let Some(refused) = authenticator_refused {
+            return Err(refused.into());
+        }
         if redeemed.is_some() {
             self.audit(user_id, AuditKind::Redeemed { invitation_id }).await;
-        } else if at_terms {
+        } else if at_terms && matches!(page, RedemptionStep::Declined) {
             self.audit(user_id, AuditKind::TermsOfUseDeclined { invitation_id })
                 .await;
         } else if matches!(page, RedemptionStep::Declined) {
@@ -1278,6 +1477,26 @@ impl GuestPass {
             },
             FlowState::AwaitingFederation { pending } => RedemptionStep::AwaitingSignIn {
                 provider: pending.provider_id.clone(),
+            },
+            FlowState::AccessTerms {
+                agreement_id,
+                version,
+                display_name,
+                url,
+                ..
+            } => RedemptionStep::TermsOfUse {
+                terms: TermsOfUse::new(agreement_id.clone(), display_name.clone(), url, *version)
+                    .map_err(|e| Internal::Corrupt(format!("stored terms of use: {e}")))?,
+            },
+            FlowState::StepUp { gate, stage } => RedemptionStep::StepUp(access::step_up_page(
+                &cfg.keys,
+                cfg.step_up,
+                gate,
+                stage,
+                &cfg.tenant_name,
+            )?),
+            FlowState::Blocked { message } => RedemptionStep::Blocked {
+                message: message.clone(),
             },
             FlowState::Completed { .. } => RedemptionStep::Redeemed,
             FlowState::Declined => RedemptionStep::Declined,
@@ -1395,7 +1614,13 @@ impl GuestPass {
             now: self.now(),
             binding_key: &key,
         };
-        let identity = p.provider.finish(&ctx, pending, &callback).await?;
+        let mut identity = p.provider.finish(&ctx, pending, &callback).await?;
+        // Only a provider registered as an Entra organisation speaks for a
+        // home organisation (cross-organisation access and its trusted
+        // MFA claim); any other provider's `tid` names nobody.
+        if !matches!(p.candidate.kind, CandidateKind::Organization { .. }) {
+            identity.home_tenant_id = None;
+        }
         let proven = p.candidate.proves_email(&identity);
         Ok((identity, proven))
     }
@@ -1611,10 +1836,138 @@ impl GuestPass {
         self.answer(
             handle,
             "termsOfUse",
-            |s| matches!(s, FlowState::TermsOfUse { .. }),
+            |s| matches!(s, FlowState::TermsOfUse { .. } | FlowState::AccessTerms { .. }),
             move |_| FlowInput::AnswerTerms { accept },
         )
         .await
+    }
+
+    /// Picks the multi-factor step-up method for a redemption that
+    /// conditional access asked to step up ([`RedemptionStep::StepUp`]):
+    /// an emailed code goes to the invited address now; an authenticator
+    /// app is enrolled (its secret shown) or, when the guest has one,
+    /// challenged.
+    ///
+    /// ```
+    /// # tokio_test();
+    /// # fn tokio_test() {
+    /// # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    /// # rt.block_on(async {
+    /// use std::sync::Arc;
+    /// use guestpass::{ConsentDecision, Finished, GuestPass, InvitationRequest, Inviter, RedemptionStep};
+    /// use guestpass::directory::MemoryStore;
+    /// use guestpass::flow::access::{StepUpMethod, StepUpPage};
+    /// use guestpass::idp::totp::{TotpSecret, step_at};
+    /// use guestpass::keys::SigningKey;
+    /// use guestpass::mail::Outbox;
+    /// use guestpass::policy::PolicySet;
+    ///
+    /// let mfa_for_guests = PolicySet::from_json(r#"{"policies": [{
+    ///   "displayName": "Require MFA for guests", "state": "enabled",
+    ///   "conditions": {"users": {"includeUsers": ["GuestsOrExternalUsers"]},
+    ///                  "applications": {"includeApplications": ["All"]}, "clientAppTypes": ["all"]},
+    ///   "grantControls": {"operator": "OR", "builtInControls": ["mfa"]}}]}"#)?;
+    /// let outbox = Arc::new(Outbox::new());
+    /// let gp = GuestPass::builder()
+    ///     .tenant("contoso", "Contoso", "contoso.example")
+    ///     .public_base_url("https://guests.contoso.example/")
+    ///     .signing_key(SigningKey::new("k1", [42u8; 32])?)
+    ///     .redirect_url("https://app.contoso.example/")
+    ///     .conditional_access(mfa_for_guests)
+    ///     .store(Arc::new(MemoryStore::new()))
+    ///     .mail(outbox.clone())
+    ///     .build()?;
+    /// let invited = gp
+    ///     .invite(&Inviter::admin(None), InvitationRequest::new("alice@fabrikam.example", "https://app.contoso.example/"))
+    ///     .await?;
+    /// let link = invited.invite_redeem_url.unwrap();
+    /// let ticket = link.expose().split("ticket=").nth(1).unwrap();
+    /// let started = gp.start_redemption(ticket).await?;
+    /// let handle = started.handle.expose();
+    /// let code = outbox.last_to("alice@fabrikam.example").unwrap().code(8).unwrap().to_owned();
+    /// gp.submit_passcode(handle, &code).await?;
+    ///
+    /// // Alice signed in with a passcode to her mailbox: she steps up with an
+    /// // authenticator app, enrolled now.
+    /// let Finished::StepUp(StepUpPage::Choose { methods, .. }) =
+    ///     gp.finish_redemption(handle, ConsentDecision::Accept).await?
+    /// else { panic!("expected a step-up") };
+    /// assert!(methods.authenticator && !methods.email_otp);
+    /// let RedemptionStep::StepUp(StepUpPage::EnrollAuthenticator { otpauth_uri, secret }) =
+    ///     gp.choose_step_up(handle, StepUpMethod::Authenticator).await?
+    /// else { panic!("expected an enrolment") };
+    /// assert!(otpauth_uri.expose().starts_with("otpauth://totp/Contoso:alice%40fabrikam.example?"));
+    ///
+    /// // Her app shows the code of the current 30-second step.
+    /// let app = TotpSecret::from_base32(secret.expose())?;
+    /// let now = time::OffsetDateTime::now_utc();
+    /// let step = gp.submit_step_up_code(handle, &app.code_at_step(step_at(now))).await?;
+    /// assert_eq!(step, RedemptionStep::Redeemed);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Flow`] when the method is not offered for this sign-in,
+    /// [`Error::Passcode`] when no code may be sent now, and as
+    /// [`submit_passcode`](Self::submit_passcode).
+    pub async fn choose_step_up(&self, handle: &str, method: StepUpMethod) -> Result<RedemptionStep, Error> {
+        let LiveRedemption { flow, redeemable } = self
+            .live_redemption(handle, "stepUp", |s| matches!(s, FlowState::StepUp { .. }))
+            .await?;
+        let key = step_up_key(&flow.value.state);
+        let stored_spelling = redeemable.user.value.user.mail.clone();
+        let stepped = self
+            .step_redemption(
+                &redeemable,
+                flow.value,
+                Expect::Version(flow.version),
+                key.as_deref(),
+                move |throttle| FlowInput::ChooseStepUp {
+                    method,
+                    stored_spelling,
+                    throttle,
+                },
+            )
+            .await?;
+        Ok(stepped.page)
+    }
+
+    /// Checks a step-up code (emailed, or from the authenticator app) of a
+    /// redemption. When nothing else is missing the redemption completes
+    /// (exactly once, as [`finish_redemption`](Self::finish_redemption)):
+    /// the page is then [`RedemptionStep::Redeemed`], and
+    /// [`redemption_step`](Self::redemption_step) shows it on reload.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Passcode`] for a refused emailed code, [`Error::Totp`] for
+    /// a refused authenticator code (wrong, or already used; counted, at
+    /// most [`MAX_AUTHENTICATOR_ATTEMPTS`](crate::flow::access::MAX_AUTHENTICATOR_ATTEMPTS)
+    /// per flow), and as [`submit_passcode`](Self::submit_passcode).
+    pub async fn submit_step_up_code(&self, handle: &str, code: &str) -> Result<RedemptionStep, Error> {
+        let LiveRedemption { flow, redeemable } = self
+            .live_redemption(handle, "stepUp", |s| matches!(s, FlowState::StepUp { .. }))
+            .await?;
+        let key = step_up_key(&flow.value.state);
+        let code = SecretString::new(code.to_owned());
+        let authenticator = redeemable.user.value.authenticator.clone();
+        let stepped = self
+            .step_redemption(
+                &redeemable,
+                flow.value,
+                Expect::Version(flow.version),
+                key.as_deref(),
+                move |throttle| FlowInput::SubmitStepUpCode {
+                    code,
+                    throttle,
+                    authenticator,
+                },
+            )
+            .await?;
+        Ok(stepped.page)
     }
 
     /// Applies a consent or terms answer.
@@ -1638,6 +1991,8 @@ impl GuestPass {
         Ok(match (stepped.redeemed, stepped.page) {
             (Some(redeemed), _) => Finished::Redeemed(Box::new(redeemed)),
             (None, RedemptionStep::TermsOfUse { terms }) => Finished::TermsOfUse { terms },
+            (None, RedemptionStep::StepUp(page)) => Finished::StepUp(page),
+            (None, RedemptionStep::Blocked { message }) => Finished::Blocked { message },
             (None, _) => Finished::Declined,
         })
     }
@@ -1662,6 +2017,14 @@ fn as_redemption_error(e: Error, actual: &'static str) -> Error {
         }
         .into(),
         other => other,
+    }
+}
+
+/// The address key of an emailed step-up code for a flow at the step-up.
+fn step_up_key(state: &FlowState) -> Option<String> {
+    match state {
+        FlowState::StepUp { gate, .. } => Some(gate.then.identity().email.comparison_key().to_owned()),
+        _ => None,
     }
 }
 

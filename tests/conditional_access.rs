@@ -1648,3 +1648,39 @@ fn compiled_policies_are_shareable() {
     assert_eq!(c.policy_names().collect::<Vec<_>>(), ["MFA"]);
     assert!(!c.is_empty());
 }
+
+#[test]
+fn an_unknown_address_meets_every_location_condition() {
+    let c = compile(vec![
+        policy(
+            "Block branch",
+            json!({"locations": {"includeLocations": ["branch"]}}),
+            &["block"],
+        ),
+        policy(
+            "MFA outside trusted",
+            json!({"locations": {"includeLocations": ["All"], "excludeLocations": ["AllTrusted"]}}),
+            &["mfa"],
+        ),
+    ]);
+    for unknown in ["0.0.0.0", "::", "::ffff:0.0.0.0"] {
+        let s = SignIn {
+            ip: unknown.parse().unwrap(),
+            ..signin()
+        };
+        assert_eq!(
+            decide(&c, &s),
+            Decision::Block {
+                policy: Arc::from("Block branch")
+            },
+            "{unknown}: an include applies"
+        );
+        assert_eq!(reason(&c, &s, 1), None, "{unknown}: an exclude does not exempt");
+    }
+    // A known address outside both named locations: only the MFA policy.
+    let known = SignIn {
+        ip: "198.51.100.7".parse().unwrap(),
+        ..signin()
+    };
+    assert_eq!(decide(&c, &known), mfa());
+}

@@ -247,6 +247,9 @@ fn assert_identity(identity: &ExternalIdentity, rp: &Rp) {
     assert_eq!(identity.family_name.as_deref(), Some("User"));
     assert_eq!(identity.tenant_id, None);
     assert_eq!(identity.hosted_domain, None);
+    assert_eq!(identity.home_tenant_id, None);
+    assert_eq!(identity.object_id, None);
+    assert!(identity.amr.is_empty());
 }
 
 #[tokio::test]
@@ -982,6 +985,34 @@ async fn debug_and_errors_never_show_secrets_codes_states_or_tokens() {
     // The Debug output does say what it is about.
     assert!(shown[0].contains(PROVIDER_ID) && shown[0].contains(CLIENT_ID));
     assert!(shown[2].contains("/authorize?.."), "{}", shown[2]);
+}
+
+// ---------------------------------------------------------------- the home organisation
+
+/// A partner organisation's Entra tenant id.
+const PARTNER_TID: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+
+/// A provider whose issuer names no tenant (a direct federation, a social
+/// provider) claims a partner's `tid`, an `idp` of that tenant and MFA: it
+/// names no home organisation, so a partner's trusted MFA cannot apply.
+#[tokio::test]
+async fn a_provider_claiming_a_partners_tid_names_no_home_organisation() {
+    let rp = Rp::new().await;
+    assert_identity(&rp.sign_in().await.expect("control"), &rp);
+    let mut user = op_options().user;
+    user.tid = Some(PARTNER_TID.into());
+    user.extra_claims.insert("amr".into(), json!(["pwd", "mfa"]));
+    user.extra_claims.insert("oid".into(), json!("oid-of-alice"));
+    user.extra_claims.insert(
+        "idp".into(),
+        json!(format!("https://sts.windows.net/{PARTNER_TID}/")),
+    );
+    rp.op.set_user(user);
+    let identity = rp.sign_in().await.unwrap();
+    assert_eq!(identity.home_tenant_id, None);
+    assert_eq!(identity.tenant_id.as_deref(), Some(PARTNER_TID));
+    assert_eq!(identity.amr, ["pwd", "mfa"]);
+    assert_eq!(identity.object_id.as_deref(), Some("oid-of-alice"));
 }
 
 // ---------------------------------------------------------------- the offline validator

@@ -138,6 +138,17 @@ async fn happy_path_end_to_end() {
                 inviter: None
             },
             AuditKind::PasscodeSent,
+            AuditKind::AccessEvaluated {
+                flow_id: match &kinds[2] {
+                    AuditKind::AccessEvaluated { flow_id, .. } => *flow_id,
+                    other => panic!("expected the access decision, got {other:?}"),
+                },
+                report: guestpass::flow::access::AccessReport {
+                    application_id: guestpass::flow::access::REDEMPTION_APPLICATION_ID.to_owned(),
+                    decision: "allow".to_owned(),
+                    policies: Vec::new(),
+                },
+            },
             AuditKind::Redeemed {
                 invitation_id: inv.id
             },
@@ -147,7 +158,7 @@ async fn happy_path_end_to_end() {
         assert_eq!(e.tenant_id, TENANT);
         assert_eq!(e.user_id, Some(user_id));
     }
-    assert_eq!(events[2].at, h.now());
+    assert_eq!(events[3].at, h.now());
     // No further mail after the passcode.
     assert_eq!(h.outbox.messages().len(), 2);
 }

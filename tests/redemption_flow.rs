@@ -394,7 +394,13 @@ async fn a_redemption_flow_names_what_it_redeems_and_is_purged_when_expired() {
     let binding = record.redemption.clone().unwrap();
     assert_eq!(binding.invitation_id, inv.id);
     assert_eq!(binding.user_id, inv.invited_user.id);
-    assert!(record.user_flow_id.is_empty() && record.client_id.is_empty());
+    assert!(record.user_flow_id.is_empty());
+    // No sign-up application registered the redirect URL: conditional
+    // access sees the redemption application.
+    assert_eq!(
+        record.client_id,
+        guestpass::flow::access::REDEMPTION_APPLICATION_ID
+    );
     assert_eq!(record.redirect_uri, REDIRECT);
     assert!(matches!(record.state, FlowState::AwaitingPasscode { .. }));
     // The joined read returns the flow with its invitation and user.

@@ -75,6 +75,7 @@ pub fn user(tenant: &str, n: u8, local: &str) -> UserRecord {
         },
         tenant_id: tenant.to_owned(),
         active_invitation: None,
+        authenticator: None,
     }
 }
 
@@ -807,6 +808,7 @@ fn mail_identity(email: &EmailAddress) -> FlowIdentity {
         issuer: "mail".into(),
         subject: email.comparison_key().to_owned(),
         email: email.clone(),
+        home: None,
     }
 }
 
@@ -836,6 +838,7 @@ pub fn redemption_flow(tenant: &str, n: u8, inv: &InvitationRecord) -> FlowRecor
         nonce: None,
         app_state: None,
         ui_locales: None,
+        context: Default::default(),
         state: FlowState::AwaitingPasscode {
             email,
             passcode,
@@ -1382,6 +1385,7 @@ pub fn flow(tenant: &str, n: u8, state: FlowState) -> FlowRecord {
         nonce: Some(format!("nonce-{n}")),
         app_state: None,
         ui_locales: Some("fr-CA en".to_owned()),
+        context: Default::default(),
         state,
         created_at: T0 + time::Duration::seconds(i64::from(n)),
         expires_at: T0 + time::Duration::hours(1),
@@ -1402,6 +1406,7 @@ pub fn awaiting_approval(local: &str) -> FlowState {
             issuer: "mail".into(),
             subject: email.comparison_key().to_owned(),
             email,
+            home: None,
         },
         attributes,
         message: None,

@@ -254,6 +254,11 @@ pub struct UserRecord {
     /// invitation, a resend, a revocation and a reset replace or clear it,
     /// which invalidates every earlier ticket in one conditional write.
     pub active_invitation: Option<Id>,
+    /// The user's confirmed authenticator app (a TOTP secret, sealed), the
+    /// multi-factor step-up method besides an emailed code. Kept off the
+    /// Graph-shaped [`User`], so no directory read ever shows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authenticator: Option<crate::idp::totp::TotpEnrollment>,
 }
 
 impl UserRecord {
@@ -348,6 +353,10 @@ pub struct FlowRecord {
     /// The person's languages (`ui_locales`), most preferred first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ui_locales: Option<String>,
+    /// Where the sign-in comes from (client address and kind), as the flow
+    /// was opened: what conditional access evaluates.
+    #[serde(default)]
+    pub context: crate::flow::access::SignInContext,
     /// Where the flow is.
     pub state: crate::flow::machine::FlowState,
     /// When the flow started.

@@ -194,11 +194,26 @@ pub enum TextKey {
     AccountDisabled,
     /// Shown when the collected `email` differs from the proven address.
     EmailMismatch,
+    /// Shown when a conditional access policy blocks the sign-in.
+    AccessBlocked,
+    /// Shown when the person's organisation may not collaborate with this
+    /// one (cross-organisation access settings).
+    PartnerBlocked,
+    /// Shown when a policy asks for a compliant or domain-joined device,
+    /// which no step of a flow can provide.
+    DeviceRequired,
+    /// Shown when multi-factor authentication is required but no step-up
+    /// method is available for this sign-in.
+    StepUpUnavailable,
+    /// Shown when the person declined terms of use a policy requires.
+    TermsDeclined,
+    /// Shown when too many wrong authenticator codes were entered.
+    StepUpFailed,
 }
 
 impl TextKey {
     /// Every key.
-    pub const ALL: [TextKey; 10] = [
+    pub const ALL: [TextKey; 16] = [
         TextKey::ChooseProviderTitle,
         TextKey::EmailPrompt,
         TextKey::PasscodePrompt,
@@ -209,6 +224,12 @@ impl TextKey {
         TextKey::AccountExists,
         TextKey::AccountDisabled,
         TextKey::EmailMismatch,
+        TextKey::AccessBlocked,
+        TextKey::PartnerBlocked,
+        TextKey::DeviceRequired,
+        TextKey::StepUpUnavailable,
+        TextKey::TermsDeclined,
+        TextKey::StepUpFailed,
     ];
 
     /// The built-in text in `lang`.
@@ -254,6 +275,30 @@ impl TextKey {
             (EmailMismatch, DeDe) => "Die E-Mail-Adresse muss die bestätigte Adresse sein",
             (EmailMismatch, NlNl) => "Het e-mailadres moet het bevestigde adres zijn",
             (EmailMismatch, _) => "The email address must be the one you verified",
+            (AccessBlocked, DeDe) => "Ihre Organisation erlaubt diese Anmeldung nicht",
+            (AccessBlocked, NlNl) => "Uw organisatie staat deze aanmelding niet toe",
+            (AccessBlocked, _) => "Your sign-in was blocked by an access policy",
+            (PartnerBlocked, DeDe) => "Ihre Organisation ist für die Zusammenarbeit nicht freigegeben",
+            (PartnerBlocked, NlNl) => "Uw organisatie is niet toegestaan voor samenwerking",
+            (PartnerBlocked, _) => "Your organization is not allowed to collaborate with this one",
+            (DeviceRequired, DeDe) => "Für diese Anwendung ist ein verwaltetes Gerät erforderlich",
+            (DeviceRequired, NlNl) => "Voor deze toepassing is een beheerd apparaat vereist",
+            (DeviceRequired, _) => "This application requires a managed device",
+            (StepUpUnavailable, DeDe) => {
+                "Für diese Anmeldung ist eine mehrstufige Authentifizierung erforderlich, aber keine Methode ist verfügbar"
+            }
+            (StepUpUnavailable, NlNl) => {
+                "Voor deze aanmelding is meervoudige verificatie vereist, maar er is geen methode beschikbaar"
+            }
+            (StepUpUnavailable, _) => {
+                "This sign-in requires multifactor authentication, but no method is available"
+            }
+            (TermsDeclined, DeDe) => "Ohne Zustimmung zu den Nutzungsbedingungen ist keine Anmeldung möglich",
+            (TermsDeclined, NlNl) => "Zonder akkoord met de gebruiksvoorwaarden kunt u zich niet aanmelden",
+            (TermsDeclined, _) => "You cannot sign in without accepting the terms of use",
+            (StepUpFailed, DeDe) => "Zu viele falsche Codes. Melden Sie sich erneut an",
+            (StepUpFailed, NlNl) => "Te veel onjuiste codes. Meld u opnieuw aan",
+            (StepUpFailed, _) => "Too many wrong codes. Sign in again",
         }
     }
 }

@@ -55,14 +55,20 @@ use crate::directory::{
 };
 use crate::email::EmailAddress;
 use crate::error::{Denied, Error, PasscodeError};
+use crate::flow::access::{
+    self, AccessEnv, AccessReport, AccessSubject, Assurance, Gate, HomeOrganization, StepUpMethod,
+    StepUpStep, Then, UserUpdate,
+};
 use crate::flow::attributes::{AttributeValues, BuiltInAttribute, DataType};
 use crate::flow::config::{IdentityProviderKind, TextKey, UserFlow};
 use crate::flow::connector::{
     ConnectorIdentity, ConnectorInput, ConnectorOutcome, ConnectorStep, MalformedReason,
 };
 use crate::id::Id;
+use crate::idp::totp::{TotpEnrollment, TotpError};
 use crate::idp::{ExternalIdentity, PasscodePolicy, PendingAuthorization, email_otp};
 use crate::keys::KeyRing;
+use crate::mail::templates::Language;
 use crate::policy::{DomainRestriction, TermsOfUse};
 use crate::random::SecureRandom;
 use crate::secret::SecretString;
@@ -77,6 +83,10 @@ pub struct FlowIdentity {
     pub subject: String,
     /// The proven address, as the person entered it.
     pub email: EmailAddress,
+    /// The organisation the person comes from, when a federated provider
+    /// bound to it said so (cross-organisation access applies then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub home: Option<Box<HomeOrganization>>,
 }
 
 impl FlowIdentity {
@@ -108,6 +118,9 @@ pub struct FederatedSubject {
     pub issuer: String,
     /// The subject at the provider.
     pub subject: String,
+    /// The organisation the provider said the person comes from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub home: Option<Box<HomeOrganization>>,
 }
 
 /// Where a flow is. Serialized (tagged by `step`) inside the stored
@@ -245,6 +258,29 @@ pub enum FlowState {
     /// A redemption the guest declined (consent or terms); the invitation
     /// stays pending.
     Declined,
+    /// Conditional access asks for multi-factor authentication: the
+    /// person steps up before the flow goes on.
+    StepUp {
+        /// What the flow goes on with.
+        gate: Box<Gate>,
+        /// Where the step-up is.
+        stage: StepUpStep,
+    },
+    /// Conditional access asks for terms of use: waiting for the person
+    /// to accept the terms shown (kept, as with the tenant's own terms).
+    #[serde(rename_all = "camelCase")]
+    AccessTerms {
+        /// What the flow goes on with.
+        gate: Box<Gate>,
+        /// The terms shown (their id).
+        agreement_id: String,
+        /// The version shown: what an acceptance records.
+        version: u32,
+        /// Their name, as shown.
+        display_name: String,
+        /// Where their text is, as shown.
+        url: String,
+    },
 }
 
 impl FlowState {
@@ -270,6 +306,8 @@ impl FlowState {
             FlowState::Consent { .. } => "consent",
             FlowState::TermsOfUse { .. } => "termsOfUse",
             FlowState::Declined => "declined",
+            FlowState::StepUp { stage, .. } => stage.name(),
+            FlowState::AccessTerms { .. } => "accessTerms",
         }
     }
 
@@ -311,6 +349,10 @@ pub struct ExistingAccount {
     pub enabled: bool,
     /// The user's stored mail: the spelling the completion token carries.
     pub mail: Option<EmailAddress>,
+    /// Whether the user has a confirmed authenticator app.
+    pub authenticator_enrolled: bool,
+    /// The terms of use the user accepted.
+    pub agreement_acceptances: Vec<AgreementAcceptance>,
 }
 
 /// The approver's verdict on a sign-up.
@@ -437,10 +479,30 @@ pub enum FlowInput {
         /// Whether they accepted.
         accept: bool,
     },
-    /// The guest answered the terms-of-use page.
+    /// The guest answered the terms-of-use page (the tenant's, or terms a
+    /// policy requires).
     AnswerTerms {
         /// Whether they accepted.
         accept: bool,
+    },
+    /// The person picked a step-up method.
+    ChooseStepUp {
+        /// The method.
+        method: StepUpMethod,
+        /// The stored spelling of the user's address, for an emailed code.
+        stored_spelling: Option<EmailAddress>,
+        /// The address's passcode counters, for an emailed code.
+        throttle: Option<AddressThrottle>,
+    },
+    /// The person typed a step-up code (emailed or from the authenticator).
+    SubmitStepUpCode {
+        /// The digits.
+        code: SecretString,
+        /// The address's passcode counters, for an emailed code.
+        throttle: Option<AddressThrottle>,
+        /// The user's authenticator as stored now, for an authenticator
+        /// challenge (its last used step decides replays).
+        authenticator: Option<TotpEnrollment>,
     },
 }
 
@@ -464,6 +526,8 @@ impl FlowInput {
             FlowInput::FederationFinished { .. } => "federationFinished",
             FlowInput::Consent { .. } => "consent",
             FlowInput::AnswerTerms { .. } => "answerTerms",
+            FlowInput::ChooseStepUp { .. } => "chooseStepUp",
+            FlowInput::SubmitStepUpCode { .. } => "submitStepUpCode",
         }
     }
 }
@@ -517,12 +581,15 @@ pub enum Effect {
         record: Box<UserRecord>,
     },
     /// Complete the flow's redemption with the flow (same batch): the user
-    /// accepted with `identity` (and `acceptance`), the invitation completed.
+    /// accepted with `identity` (and `acceptances`), the invitation completed.
     CompleteRedemption {
         /// The identity the guest proved.
         identity: FlowIdentity,
-        /// The terms of use accepted on the way, if the tenant has them.
-        acceptance: Option<AgreementAcceptance>,
+        /// The terms of use accepted on the way (the tenant's, and those
+        /// policies required).
+        acceptances: Vec<AgreementAcceptance>,
+        /// The authenticator confirmed on the way, if any.
+        authenticator: Option<TotpEnrollment>,
     },
     /// Issue the completion token after the flow is stored.
     IssueToken {
@@ -532,6 +599,23 @@ pub enum Effect {
         user_type: UserType,
         /// The identity the person signed in with.
         identity: FlowIdentity,
+        /// What the sign-in satisfied (`amr`, `acr`, session lifetime).
+        assurance: Assurance,
+    },
+    /// Send this access decision and its explanation to the audit sink.
+    AuditAccess {
+        /// The decision and the explanation.
+        report: AccessReport,
+    },
+    /// Change the existing user `user_id` with the flow (same batch), as a
+    /// write conditional on the version the service read for this step
+    /// (with the input where the input depends on it, as an authenticator
+    /// challenge does; else when it meets the effect).
+    UpdateUser {
+        /// The user.
+        user_id: Id,
+        /// What changes.
+        update: UserUpdate,
     },
 }
 
@@ -619,19 +703,23 @@ pub struct Transition {
     pub effects: Vec<Effect>,
     /// A passcode refusal that is stored along (attempt counts) and shown.
     pub refused: Option<PasscodeError>,
+    /// An authenticator code refusal that is stored along (the flow's
+    /// attempt count) and shown.
+    pub authenticator_refused: Option<TotpError>,
 }
 
 impl Transition {
-    fn to(state: FlowState) -> Self {
+    pub(crate) fn to(state: FlowState) -> Self {
         Self {
             state,
             expires_at: None,
             effects: Vec::new(),
             refused: None,
+            authenticator_refused: None,
         }
     }
 
-    fn with(mut self, effect: Effect) -> Self {
+    pub(crate) fn with(mut self, effect: Effect) -> Self {
         self.effects.push(effect);
         self
     }
@@ -656,6 +744,14 @@ pub struct FlowEnv<'a> {
     pub terms_of_use: Option<&'a TermsOfUse>,
     /// The tenant's initial domain, for guest user principal names.
     pub tenant_domain: &'a str,
+    /// The access policies every flow's end passes (see
+    /// [`access`]).
+    pub access: &'a AccessEnv<'a>,
+    /// For a redemption, the invited user as the gate sees them.
+    pub subject: Option<&'a AccessSubject>,
+    /// The language of block pages that have no user flow (a
+    /// redemption's: the invitation's).
+    pub language: Language,
 }
 
 /// Applies `input` to `flow`.
@@ -683,6 +779,9 @@ pub fn transition(env: &FlowEnv<'_>, flow: &FlowRecord, input: FlowInput) -> Res
         }
         .into()
     };
+    if matches!(state, FlowState::StepUp { .. } | FlowState::AccessTerms { .. }) {
+        return access::on_input(env, flow, input);
+    }
     if let Some(binding) = &flow.redemption {
         return redemption(env, flow, binding.user_id, input);
     }
@@ -723,6 +822,9 @@ pub fn transition(env: &FlowEnv<'_>, flow: &FlowRecord, input: FlowInput) -> Res
                     domain: identity.email.domain().to_owned(),
                 }
                 .into());
+            }
+            if let Some(blocked) = access::partner_blocked(env, flow, &identity) {
+                return Ok(blocked);
             }
             if !proven {
                 return prove_federated_email(env, flow, identity, stored_spelling, throttle.as_ref());
@@ -794,15 +896,13 @@ pub fn transition(env: &FlowEnv<'_>, flow: &FlowRecord, input: FlowInput) -> Res
                 {
                     identity.email = stored;
                 }
-                Transition::to(FlowState::Completed {
-                    user_id: account.user_id,
-                    signed_in: true,
-                })
-                .with(Effect::IssueToken {
+                let subject = AccessSubject {
                     user_id: account.user_id,
                     user_type: account.user_type,
-                    identity,
-                })
+                    authenticator_enrolled: account.authenticator_enrolled,
+                    agreement_acceptances: account.agreement_acceptances,
+                };
+                access::enter(env, flow, Gate::new(subject, Then::SignIn { identity }))?
             }
             Some(_) => Transition::to(FlowState::Blocked {
                 message: uf.text(TextKey::AccountDisabled, lang).to_owned(),
@@ -881,7 +981,7 @@ pub fn transition(env: &FlowEnv<'_>, flow: &FlowRecord, input: FlowInput) -> Res
         },
         (FlowState::Reviewing { identity, attributes }, FlowInput::ApprovalReviewed { verdict }) => {
             match verdict {
-                ApprovalVerdict::Approve => create(env, flow, identity.clone(), attributes.clone()),
+                ApprovalVerdict::Approve => sign_up(env, flow, identity.clone(), attributes.clone()),
                 ApprovalVerdict::Deny { message } => Ok(Transition::to(FlowState::Denied {
                     message: message.unwrap_or_else(|| uf.text(TextKey::ApprovalDenied, lang).to_owned()),
                 })),
@@ -913,7 +1013,7 @@ pub fn transition(env: &FlowEnv<'_>, flow: &FlowRecord, input: FlowInput) -> Res
         }),
         (_, FlowInput::AdminDecision { .. }) => Err(FlowError::NotAwaitingApproval.into()),
         (FlowState::Approved { identity, attributes }, FlowInput::Resume) => {
-            create(env, flow, identity.clone(), attributes.clone())
+            sign_up(env, flow, identity.clone(), attributes.clone())
         }
         (_, input) => Err(wrong(&input)),
     }
@@ -954,6 +1054,9 @@ fn redemption(
                 return Err(FlowError::FederationMismatch.into());
             };
             let (identity, proven) = federated_identity(pending, identity, Some(&invited), email_proven)?;
+            if let Some(blocked) = access::partner_blocked(env, flow, &identity) {
+                return Ok(blocked);
+            }
             if !proven {
                 // The code goes to the invited address as stored.
                 return prove_federated_email(env, flow, identity, Some(invited), throttle.as_ref());
@@ -986,11 +1089,11 @@ fn redemption(
             }
             Ok(next)
         }
-        (FlowState::Consent { identity }, FlowInput::Consent { accept }) => Ok(match env.terms_of_use {
-            _ if !accept => Transition::to(FlowState::Declined),
-            Some(terms) => Transition::to(terms_step(identity.clone(), terms)),
-            None => redeemed(user_id, identity.clone(), None),
-        }),
+        (FlowState::Consent { identity }, FlowInput::Consent { accept }) => match env.terms_of_use {
+            _ if !accept => Ok(Transition::to(FlowState::Declined)),
+            Some(terms) => Ok(Transition::to(terms_step(identity.clone(), terms))),
+            None => redeem(env, flow, user_id, identity.clone(), None),
+        },
         (
             FlowState::TermsOfUse {
                 identity,
@@ -999,11 +1102,11 @@ fn redemption(
                 ..
             },
             FlowInput::AnswerTerms { accept },
-        ) => Ok(match env.terms_of_use {
+        ) => match env.terms_of_use {
             // The tenant changed its terms since they were shown: show the
             // current ones; an acceptance is only ever of what was shown.
             Some(terms) if accept && (terms.id() != agreement_id || terms.version() != *version) => {
-                Transition::to(terms_step(identity.clone(), terms))
+                Ok(Transition::to(terms_step(identity.clone(), terms)))
             }
             // Accepted (the terms shown, also when the tenant has dropped
             // its terms since: the guest did accept them).
@@ -1013,10 +1116,10 @@ fn redemption(
                     version: *version,
                     recorded_date_time: env.now,
                 };
-                redeemed(user_id, identity.clone(), Some(acceptance))
+                redeem(env, flow, user_id, identity.clone(), Some(acceptance))
             }
-            _ => Transition::to(FlowState::Declined),
-        }),
+            _ => Ok(Transition::to(FlowState::Declined)),
+        },
         (_, input) => Err(FlowError::WrongStep {
             input: input.name(),
             actual: state.name(),
@@ -1083,11 +1186,27 @@ fn federated_identity(
         }
         .into());
     }
+    // The organisation, when the provider is bound to it: its `tid` (the
+    // issuing tenant) and the user's home tenant.
+    // Personal Microsoft accounts sign in through the consumers tenant,
+    // which is no organisation: cross-organisation settings do not apply.
+    let home = match (identity.home_tenant_id, identity.tenant_id) {
+        (Some(home), Some(issuer_tenant)) if home != access::MICROSOFT_CONSUMERS_TENANT_ID => {
+            Some(Box::new(HomeOrganization {
+                tenant_id: home,
+                issuer_tenant_id: issuer_tenant.to_ascii_lowercase(),
+                object_id: identity.object_id,
+                mfa: identity.amr.iter().any(|m| m == "mfa"),
+            }))
+        }
+        _ => None,
+    };
     Ok((
         FlowIdentity {
             issuer: identity.issuer,
             subject: identity.subject,
             email,
+            home,
         },
         email_proven,
     ))
@@ -1107,6 +1226,7 @@ fn prove_federated_email(
     let federated = FederatedSubject {
         issuer: identity.issuer,
         subject: identity.subject,
+        home: identity.home,
     };
     send_code(
         env,
@@ -1118,13 +1238,50 @@ fn prove_federated_email(
     )
 }
 
-/// The redemption completes: the invited user accepts with `identity`.
-fn redeemed(user_id: Id, identity: FlowIdentity, acceptance: Option<AgreementAcceptance>) -> Transition {
-    Transition::to(FlowState::Completed {
-        user_id,
-        signed_in: false,
-    })
-    .with(Effect::CompleteRedemption { identity, acceptance })
+/// The redemption would complete: the invited user accepts with
+/// `identity`, once the access gate lets them through.
+fn redeem(
+    env: &FlowEnv<'_>,
+    flow: &FlowRecord,
+    user_id: Id,
+    identity: FlowIdentity,
+    acceptance: Option<AgreementAcceptance>,
+) -> Result<Transition, Error> {
+    let subject = match env.subject {
+        Some(s) if s.user_id == user_id => s.clone(),
+        _ => {
+            return Err(crate::error::Internal::Corrupt(
+                "a redemption step without its invited user".to_owned(),
+            )
+            .into());
+        }
+    };
+    access::enter(
+        env,
+        flow,
+        Gate::new(subject, Then::Redeem { identity, acceptance }),
+    )
+}
+
+/// The account would be created, once the access gate lets it through
+/// (under the id it will have).
+fn sign_up(
+    env: &FlowEnv<'_>,
+    flow: &FlowRecord,
+    identity: FlowIdentity,
+    attributes: BTreeMap<String, Value>,
+) -> Result<Transition, Error> {
+    let subject = AccessSubject {
+        user_id: Id::random(env.rng)?,
+        user_type: UserType::Guest,
+        authenticator_enrolled: false,
+        agreement_acceptances: Vec::new(),
+    };
+    access::enter(
+        env,
+        flow,
+        Gate::new(subject, Then::Create { identity, attributes }),
+    )
 }
 
 /// Checks a typed passcode against the flow's. A right code moves to
@@ -1142,16 +1299,7 @@ fn check_code(
     code: &SecretString,
     throttle: Option<AddressThrottle>,
 ) -> Result<Transition, Error> {
-    let throttle = throttle.filter(|t| t.address_key == passcode.address_key);
-    let outcome = email_otp::check(
-        env.passcode,
-        env.keys,
-        passcode,
-        throttle.as_ref(),
-        code.expose(),
-        &flow.handle_hash,
-        env.now,
-    );
+    let outcome = check_flow_code(env, flow, passcode, throttle, code);
     let mut next = match (&outcome.verdict, outcome.passcode) {
         (Ok(()), _) => Transition::to(FlowState::Authenticated {
             identity: match federated {
@@ -1160,11 +1308,13 @@ fn check_code(
                     issuer: f.issuer.clone(),
                     subject: f.subject.clone(),
                     email: email.clone(),
+                    home: f.home.clone(),
                 },
                 None => FlowIdentity {
                     issuer: EMAIL_OTP_ISSUER.to_owned(),
                     subject: passcode.address_key.clone(),
                     email: email.clone(),
+                    home: None,
                 },
             },
         }),
@@ -1182,6 +1332,27 @@ fn check_code(
     }
     next.refused = outcome.verdict.err();
     Ok(next)
+}
+
+/// Checks `code` against the flow's `passcode` (bound to this flow) with
+/// the address's counters when they are the passcode's.
+pub(crate) fn check_flow_code(
+    env: &FlowEnv<'_>,
+    flow: &FlowRecord,
+    passcode: &PasscodeRecord,
+    throttle: Option<AddressThrottle>,
+    code: &SecretString,
+) -> email_otp::CheckOutcome {
+    let throttle = throttle.filter(|t| t.address_key == passcode.address_key);
+    email_otp::check(
+        env.passcode,
+        env.keys,
+        passcode,
+        throttle.as_ref(),
+        code.expose(),
+        &flow.handle_hash,
+        env.now,
+    )
 }
 
 /// A new passcode for `email`, mailed to its stored spelling.
@@ -1260,18 +1431,21 @@ fn collected(
         })
         .with(Effect::ReviewApproval { email, attributes }))
     } else {
-        create(env, flow, identity, attributes)
+        sign_up(env, flow, identity, attributes)
     }
 }
 
-/// Creates the guest user and completes the flow.
-fn create(
+/// Creates the guest user `id` (with what the access gate collected) and
+/// completes the flow.
+pub(crate) fn create(
     env: &FlowEnv<'_>,
     flow: &FlowRecord,
+    id: Id,
     identity: FlowIdentity,
     mut attributes: BTreeMap<String, Value>,
-) -> Result<Transition, Error> {
-    let id = Id::random(env.rng)?;
+    collected: UserUpdate,
+    assurance: Assurance,
+) -> Transition {
     let display_name = match attributes.remove(BuiltInAttribute::DisplayName.as_str()) {
         Some(Value::String(s)) => Some(s),
         _ => None,
@@ -1294,12 +1468,14 @@ fn create(
         agreement_acceptances: Vec::new(),
         attributes,
     };
-    let record = UserRecord {
+    let mut record = UserRecord {
         user,
         tenant_id: flow.tenant_id.clone(),
         active_invitation: None,
+        authenticator: None,
     };
-    Ok(Transition::to(FlowState::Completed {
+    collected.apply(&mut record);
+    Transition::to(FlowState::Completed {
         user_id: id,
         signed_in: false,
     })
@@ -1310,7 +1486,8 @@ fn create(
         user_id: id,
         user_type: UserType::Guest,
         identity,
-    }))
+        assurance,
+    })
 }
 
 /// The request content for a connector call.

@@ -18,6 +18,7 @@
 //! through `start_redemption`, `resend_passcode`, `submit_passcode`,
 //! `finish_redemption`, `answer_terms_of_use` and `redemption_step`.
 
+pub mod access;
 pub mod approval;
 pub mod attributes;
 pub mod config;

@@ -1106,20 +1106,33 @@ pub struct VerifiedToken {
     pub expires_at: OffsetDateTime,
 }
 
-#[derive(Deserialize)]
-struct InHeader {
-    alg: String,
-    #[serde(default)]
-    kid: Option<String>,
-    #[serde(default)]
-    typ: Option<String>,
-    #[serde(default)]
-    crit: Option<serde::de::IgnoredAny>,
+/// `leeway` if it is 0 to [`MAX_LEEWAY`].
+pub(crate) fn checked_leeway(leeway: Duration) -> Result<Duration, TokenError> {
+    if leeway.is_negative() || leeway > MAX_LEEWAY {
+        return Err(TokenError::InvalidSetting {
+            setting: "leeway",
+            reason: format!("must be 0 to {} seconds", MAX_LEEWAY.whole_seconds()),
+        });
+    }
+    Ok(leeway)
 }
 
+/// A JWT header as read (shared with the admin tokens of `graph::auth`).
+#[derive(Deserialize)]
+pub(crate) struct InHeader {
+    pub(crate) alg: String,
+    #[serde(default)]
+    pub(crate) kid: Option<String>,
+    #[serde(default)]
+    pub(crate) typ: Option<String>,
+    #[serde(default)]
+    pub(crate) crit: Option<serde::de::IgnoredAny>,
+}
+
+/// A JWT `aud`: one audience or several.
 #[derive(Deserialize)]
 #[serde(untagged)]
-enum InAudience {
+pub(crate) enum InAudience {
     One(String),
     Many(Vec<String>),
 }
@@ -1261,13 +1274,7 @@ impl TokenVerifier {
     ///
     /// [`TokenError::InvalidSetting`] when it is negative or above [`MAX_LEEWAY`].
     pub fn with_leeway(mut self, leeway: Duration) -> Result<Self, TokenError> {
-        if leeway.is_negative() || leeway > MAX_LEEWAY {
-            return Err(TokenError::InvalidSetting {
-                setting: "leeway",
-                reason: format!("must be 0 to {} seconds", MAX_LEEWAY.whole_seconds()),
-            });
-        }
-        self.leeway = leeway;
+        self.leeway = checked_leeway(leeway)?;
         Ok(self)
     }
 

@@ -254,6 +254,9 @@ pub(crate) fn graph_identity(
         family_name: None,
         tenant_id: None,
         hosted_domain: None,
+        home_tenant_id: None,
+        object_id: None,
+        amr: vec![],
     })
 }
 

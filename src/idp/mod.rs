@@ -7,6 +7,8 @@
 //!   Microsoft accounts, Entra organisations, Google and direct federation.
 //! - [`facebook`]: Facebook Login (OAuth 2.0 and the Graph API; not OpenID
 //!   Connect).
+//! - [`totp`]: authenticator-app codes (TOTP, RFC 6238), the second step-up
+//!   method besides an emailed code.
 //!
 //! External providers implement [`IdentityProvider`], a `start` / `finish`
 //! pair: `start` returns the URL to send the browser to and a
@@ -44,6 +46,7 @@ pub mod oidc;
 pub mod order;
 pub mod presets;
 mod provider;
+pub mod totp;
 mod wire;
 
 pub use email_otp::PasscodePolicy;

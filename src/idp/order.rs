@@ -696,6 +696,9 @@ mod tests {
             family_name: None,
             tenant_id: tid.map(str::to_owned),
             hosted_domain: None,
+            home_tenant_id: None,
+            object_id: None,
+            amr: vec![],
         }
     }
 

@@ -245,8 +245,14 @@ pub struct PendingAuthorization {
 
 impl PendingAuthorization {
     /// A fresh sign-in: random `state` (returned, to put into the URL) and
-    /// salt from `ctx.rng`.
-    pub(crate) fn generate(
+    /// salt from `ctx.rng`. For providers written by hosts: store the
+    /// pending authorization (the flow keeps it), send the `state`, and
+    /// check the callback with [`check_callback`](Self::check_callback).
+    ///
+    /// # Errors
+    ///
+    /// [`IdpError::RandomUnavailable`].
+    pub fn generate(
         ctx: &IdpContext<'_>,
         provider_id: &str,
         redirect_uri: &str,
@@ -262,6 +268,26 @@ impl PendingAuthorization {
             issued_at: ctx.now,
         };
         Ok((pending, state))
+    }
+
+    /// The checks every provider runs on its callback before any I/O, for
+    /// providers written by hosts: the pending authorization is
+    /// `provider_id`'s, the provider reported no error, `state` matches (in
+    /// constant time), the sign-in is at most [`AUTHORIZATION_MAX_AGE`] old,
+    /// `iss` (when present, RFC 9207) is `issuer`, and a `code` is present.
+    /// Returns the code.
+    ///
+    /// # Errors
+    ///
+    /// The [`IdpError`] of the first check that fails.
+    pub fn check_callback<'c>(
+        &self,
+        provider_id: &str,
+        issuer: &str,
+        callback: &'c Callback,
+        now: OffsetDateTime,
+    ) -> Result<&'c SecretString, IdpError> {
+        check_callback(provider_id, ExpectedIssuer::Exact(issuer), self, callback, now)
     }
 
     /// The OpenID Connect `nonce`: base64url(HMAC(key, `nonce` ‖ salt)).
@@ -620,6 +646,35 @@ pub struct ExternalIdentity {
     pub tenant_id: Option<String>,
     /// The Google Workspace domain (`hd`), if the account belongs to one.
     pub hosted_domain: Option<String>,
+    /// The user's home organisation (an Entra tenant id, a lowercase GUID), only when the
+    /// token's issuer is an Entra issuer naming its `tid`
+    /// (`https://login.microsoftonline.com/{tid}/v2.0`, its national-cloud twins, or
+    /// `https://sts.windows.net/{tid}/`), whether configured exactly or as a template. Any other
+    /// issuer (one that merely asserts a `tid`, an Azure AD B2C tenant, a realm named by a
+    /// GUID) names no organisation, and the service also drops it for providers not registered
+    /// as an Entra organisation.
+    ///
+    /// For a guest in the issuing tenant, the token's `idp` claim names the home tenant's
+    /// issuer (`https://sts.windows.net/{home-tid}/` or
+    /// `https://login.microsoftonline.com/{home-tid}/v2.0`): then this is that tenant. Without
+    /// `idp` it is `tid`; when `idp` names a non-Entra issuer (such as `live.com` or
+    /// `google.com`) it is `None`.
+    ///
+    /// Cross-organisation access settings trust a partner organisation's MFA claim only for
+    /// users whose home is that organisation; read this, never `tenant_id`, for that decision,
+    /// or a direct-federation or social provider could claim any `tid` and pass as a trusted
+    /// partner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub home_tenant_id: Option<String>,
+    /// The user's object id in the issuing tenant (`oid`), if given (at most 64 characters,
+    /// else dropped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_id: Option<String>,
+    /// How the user authenticated at the provider (`amr`, as strings; at most 16 entries of at
+    /// most 32 characters each are kept, others dropped; a non-array `amr` is ignored, not an
+    /// error). An `mfa` entry speaks for the partner only together with `home_tenant_id`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub amr: Vec<String>,
 }
 
 /// Why an ID token was refused.

@@ -313,6 +313,7 @@ pub(crate) fn plan(
                 user,
                 tenant_id: config.tenant_id.clone(),
                 active_invitation: None,
+                authenticator: None,
             };
             (record, Expect::Absent, true, None, false)
         }
@@ -324,6 +325,11 @@ pub(crate) fn plan(
         Target::Reset(v) => {
             let mut record = v.value;
             record.user.identities.clear();
+            // Whoever redeems next proves the address anew; the earlier
+            // holder's authenticator app must not vouch for them, nor their
+            // acceptances of terms of use stand for the new holder's.
+            record.authenticator = None;
+            record.user.agreement_acceptances.clear();
             record.user.external_user_state = Some(ExternalUserState::PendingAcceptance);
             record.user.external_user_state_change_date_time = Some(now);
             if record.user.mail.as_ref() != Some(&req.email) {

@@ -28,10 +28,10 @@ use url::Url;
 
 use crate::config::Config;
 use crate::directory::{
-    AgreementAcceptance, Expect, ExternalUserState, InvitationRecord, InvitationStatus, User, UserRecord,
-    Versioned, Write,
+    Expect, ExternalUserState, InvitationRecord, InvitationStatus, User, UserRecord, Versioned, Write,
 };
 use crate::error::{Denied, Error, TicketError};
+use crate::flow::access::{StepUpPage, UserUpdate};
 use crate::flow::machine::FlowIdentity;
 use crate::policy::TermsOfUse;
 use crate::secret::{Digest, SecretString};
@@ -102,6 +102,18 @@ pub enum RedemptionStep {
         /// The provider's id.
         provider: String,
     },
+    /// Conditional access asks for multi-factor authentication: choose a
+    /// method ([`GuestPass::choose_step_up`](crate::GuestPass::choose_step_up)),
+    /// then enter its code
+    /// ([`GuestPass::submit_step_up_code`](crate::GuestPass::submit_step_up_code)).
+    StepUp(StepUpPage),
+    /// An access policy (conditional access, or the cross-organisation
+    /// settings for the guest's organisation) does not let the guest in;
+    /// the invitation stays pending.
+    Blocked {
+        /// What to tell the guest.
+        message: String,
+    },
     /// The redemption is complete (a reload after the last step).
     Redeemed,
     /// The guest declined; the invitation stays pending (a reload after a
@@ -147,10 +159,19 @@ pub enum Finished {
     Redeemed(Box<Redeemed>),
     /// Declined; nothing changed but the flow, the invitation stays pending.
     Declined,
-    /// Consent given; the tenant's terms of use come next.
+    /// Consent given; terms of use come next (the tenant's, or terms a
+    /// conditional access policy requires).
     TermsOfUse {
         /// The terms to show.
         terms: TermsOfUse,
+    },
+    /// Conditional access asks for multi-factor authentication first.
+    StepUp(StepUpPage),
+    /// An access policy does not let the guest in; the invitation stays
+    /// pending.
+    Blocked {
+        /// What to tell the guest.
+        message: String,
     },
 }
 
@@ -212,7 +233,7 @@ pub(crate) fn completion(
     invitation: &Versioned<InvitationRecord>,
     user: &Versioned<UserRecord>,
     identity: &FlowIdentity,
-    acceptance: Option<AgreementAcceptance>,
+    update: UserUpdate,
     now: OffsetDateTime,
 ) -> Result<([Write; 2], User), Error> {
     if user.value.mail_key() != Some(identity.email.comparison_key()) {
@@ -225,7 +246,7 @@ pub(crate) fn completion(
     if !u.user.has_identity(&identity.issuer, &identity.subject) {
         u.user.identities.push(identity.object_identity());
     }
-    u.user.agreement_acceptances.extend(acceptance);
+    update.apply(&mut u);
     let mut inv = invitation.value.clone();
     inv.invitation.status = InvitationStatus::Completed;
     inv.ticket = None;

@@ -3,6 +3,8 @@
 //! - the external collaboration settings: who may invite, which domains may
 //!   come in (checked at invite time and again at redemption), guest
 //!   access, and the passcode and self-service sign-up switches;
+//! - the guest user access level applied to directory reads: what a guest
+//!   may see of other users;
 //! - the cross-organisation access settings: per-partner inbound and
 //!   outbound B2B collaboration, trust of the home organisation's claims,
 //!   automatic redemption;
@@ -13,6 +15,7 @@
 mod collaboration;
 pub mod conditional_access;
 mod cross_tenant;
+mod guest_access;
 mod terms;
 
 pub use collaboration::{
@@ -30,4 +33,5 @@ pub use cross_tenant::{
     PartnerConfiguration, Resolved, SettingDecision, Target, TargetConfiguration, TargetMatch, TargetSetting,
     TargetType,
 };
+pub use guest_access::{DirectoryEntry, DirectoryRead, UserProfile, Visibility};
 pub use terms::{MAX_AGREEMENT_ID_LEN, TermsOfUse};

@@ -45,6 +45,9 @@ use crate::audit::AuditKind;
 use crate::directory::{AddressThrottle, Expect, FlowRecord, UserRecord, Versioned, Write, WriteBatch};
 use crate::email::EmailAddress;
 use crate::error::{Denied, Error, Internal, PasscodeError, StoreError};
+use crate::flow::access::{
+    AccessEnv, AccessReport, Assurance, SignInContext, StepUpMethod, StepUpPage, Then, UserUpdate,
+};
 use crate::flow::approval::ApprovalRequest;
 use crate::flow::attributes::{FieldError, InputType, MAX_BODY_LEN, MAX_FIELDS};
 use crate::flow::config::{IdentityProviderKind, TextKey, UserFlow};
@@ -87,6 +90,9 @@ pub struct SignUpRequest {
     pub state: Option<String>,
     /// The person's languages, space-separated, most preferred first.
     pub ui_locales: Option<String>,
+    /// Where the sign-in comes from (client address and kind), for
+    /// conditional access; an unknown browser by default.
+    pub context: SignInContext,
 }
 
 impl SignUpRequest {
@@ -127,6 +133,13 @@ pub enum FlowAction {
     SubmitAttributes(Vec<u8>),
     /// Comes back to a flow that waited for approval.
     Resume,
+    /// Picks a multi-factor step-up method (the page
+    /// [`FlowStep::StepUp`]).
+    ChooseStepUp(StepUpMethod),
+    /// Types a step-up code (emailed, or from the authenticator app).
+    SubmitStepUpCode(SecretString),
+    /// Answers terms of use a conditional access policy requires.
+    AnswerTerms(bool),
 }
 
 /// One field of the attribute form, ready to render.
@@ -166,6 +179,11 @@ pub struct Completion {
     pub user_id: Id,
     /// Whether an existing user signed in (nothing was created).
     pub signed_in: bool,
+    /// How long the host may keep the person's session before signing
+    /// them in again: the strictest sign-in frequency of the conditional
+    /// access policies that applied (zero: for this sign-in only); `None`
+    /// when no policy set one.
+    pub session_lifetime: Option<time::Duration>,
 }
 
 /// The page a flow is on.
@@ -248,6 +266,21 @@ pub enum FlowStep {
         /// What to tell the person.
         message: String,
     },
+    /// Conditional access asks for multi-factor authentication: choose a
+    /// method ([`FlowAction::ChooseStepUp`]), then enter its code
+    /// ([`FlowAction::SubmitStepUpCode`]).
+    StepUp {
+        /// The step-up page.
+        page: StepUpPage,
+        /// Why the last code was refused, if it was (an emailed code's).
+        refused: Option<PasscodeError>,
+    },
+    /// Accept or decline terms of use a conditional access policy requires
+    /// ([`FlowAction::AnswerTerms`]).
+    TermsOfUse {
+        /// The terms.
+        terms: crate::policy::TermsOfUse,
+    },
 }
 
 /// A page: the flow, its CSRF token for the next form, the language, the step.
@@ -290,8 +323,14 @@ struct Driven {
     throttles: Vec<(AddressThrottle, Expect)>,
     user: Option<Box<UserRecord>>,
     mails: Vec<(EmailAddress, SecretString)>,
-    token: Option<(Id, crate::directory::UserType, FlowIdentity)>,
+    token: Option<(Id, crate::directory::UserType, FlowIdentity, Assurance)>,
     refused: Option<PasscodeError>,
+    authenticator_refused: Option<crate::idp::totp::TotpError>,
+    /// The existing user to change with the flow, as read (the write is
+    /// conditional on this version), and the change.
+    user_update: Option<(Versioned<UserRecord>, UserUpdate)>,
+    /// Access decisions for the audit sink.
+    reports: Vec<AccessReport>,
     completion: Option<Completion>,
     /// The authorization request a federated sign-in began with.
     redirect: Option<Url>,
@@ -468,6 +507,7 @@ impl GuestPass {
             nonce: request.nonce,
             app_state: request.state,
             ui_locales: request.ui_locales,
+            context: request.context,
             state: FlowState::ChooseProvider,
             created_at: now,
             expires_at: now.saturating_add(uf.lifetime()),
@@ -554,6 +594,26 @@ impl GuestPass {
             return Err(FlowError::Csrf.into());
         }
         let uf = self.user_flow(&flow.value.user_flow_id)?;
+        // A sign-in held at the access gate decides on the account as it is
+        // now: it may have been disabled, or reset and redeemed by someone
+        // else, since it was looked up.
+        let account = match &flow.value.state {
+            FlowState::StepUp { gate, .. } | FlowState::AccessTerms { gate, .. }
+                if matches!(gate.then, Then::SignIn { .. }) =>
+            {
+                let identity = gate.then.identity();
+                match self.inner.store.user(self.tenant(), gate.subject.user_id).await? {
+                    Some(u)
+                        if u.value.user.account_enabled
+                            && u.value.user.has_identity(&identity.issuer, &identity.subject) =>
+                    {
+                        Some(u)
+                    }
+                    _ => return self.end_sign_in(uf, flow).await,
+                }
+            }
+            _ => None,
+        };
         let input = match action {
             FlowAction::ChooseProvider(name) => {
                 if !matches!(
@@ -640,6 +700,40 @@ impl GuestPass {
                 }
                 FlowInput::Resume
             }
+            FlowAction::ChooseStepUp(method) => {
+                let FlowState::StepUp { gate, .. } = &flow.value.state else {
+                    return Err(wrong_step(&flow.value.state, "chooseStepUp"));
+                };
+                let key = gate.then.identity().email.comparison_key().to_owned();
+                let (stored_spelling, throttle) = self.address_state(&key).await?;
+                let input = FlowInput::ChooseStepUp {
+                    method,
+                    stored_spelling,
+                    throttle: throttle.as_ref().map(|t| t.value.clone()),
+                };
+                return self.advance_with_user(uf, flow, input, throttle, account).await;
+            }
+            FlowAction::SubmitStepUpCode(code) => {
+                let FlowState::StepUp { gate, .. } = &flow.value.state else {
+                    return Err(wrong_step(&flow.value.state, "submitStepUpCode"));
+                };
+                let key = gate.then.identity().email.comparison_key().to_owned();
+                let throttle = self.inner.store.throttle(self.tenant(), &key).await?;
+                // The user's authenticator as stored now: its last used
+                // step decides a replay, and the write of the new one is
+                // conditional on this read.
+                let input = FlowInput::SubmitStepUpCode {
+                    code,
+                    throttle: throttle.as_ref().map(|t| t.value.clone()),
+                    authenticator: account.as_ref().and_then(|u| u.value.authenticator.clone()),
+                };
+                return self.advance_with_user(uf, flow, input, throttle, account).await;
+            }
+            FlowAction::AnswerTerms(accept) => {
+                return self
+                    .advance_with_user(uf, flow, FlowInput::AnswerTerms { accept }, None, account)
+                    .await;
+            }
         };
         self.advance(uf, flow, input, None).await
     }
@@ -701,7 +795,7 @@ impl GuestPass {
         Ok((holder.and_then(|u| u.value.user.mail), throttle))
     }
 
-    fn env<'a>(&'a self, uf: &'a UserFlow) -> FlowEnv<'a> {
+    fn env<'a>(&'a self, uf: &'a UserFlow, access: &'a AccessEnv<'a>) -> FlowEnv<'a> {
         let cfg = &self.inner.config;
         FlowEnv {
             now: self.now(),
@@ -712,6 +806,9 @@ impl GuestPass {
             user_flow: Some(uf),
             terms_of_use: None,
             tenant_domain: &cfg.tenant_domain,
+            access,
+            subject: None,
+            language: uf.default_language(),
         }
     }
 
@@ -724,7 +821,20 @@ impl GuestPass {
         input: FlowInput,
         throttle: Option<Versioned<AddressThrottle>>,
     ) -> Result<FlowPage, Error> {
-        let mut driven = self.drive(uf, &flow.value, input, throttle).await?;
+        self.advance_with_user(uf, flow, input, throttle, None).await
+    }
+
+    /// [`advance`](Self::advance) with the existing user the input was
+    /// built from (its changes are written conditional on this read).
+    async fn advance_with_user(
+        &self,
+        uf: &UserFlow,
+        flow: Versioned<FlowRecord>,
+        input: FlowInput,
+        throttle: Option<Versioned<AddressThrottle>>,
+        user: Option<Versioned<UserRecord>>,
+    ) -> Result<FlowPage, Error> {
+        let mut driven = self.drive(uf, &flow.value, input, throttle, user).await?;
         // The token is signed before the write: a completion that cannot
         // hand out its token is not stored.
         driven.completion = self.prepare_completion(&driven)?;
@@ -749,8 +859,10 @@ impl GuestPass {
         flow: &FlowRecord,
         input: FlowInput,
         throttle: Option<Versioned<AddressThrottle>>,
+        read_user: Option<Versioned<UserRecord>>,
     ) -> Result<Driven, Error> {
-        let env = self.env(uf);
+        let access = self.inner.config.access_env();
+        let env = self.env(uf, &access);
         let mut out = Driven {
             record: flow.clone(),
             throttles: Vec::new(),
@@ -758,9 +870,13 @@ impl GuestPass {
             mails: Vec::new(),
             token: None,
             refused: None,
+            authenticator_refused: None,
+            user_update: None,
+            reports: Vec::new(),
             completion: None,
             redirect: None,
         };
+        let mut read_user = read_user;
         let read_throttle = throttle;
         let mut inputs = VecDeque::from([input]);
         let mut steps = 0;
@@ -776,6 +892,9 @@ impl GuestPass {
             }
             if t.refused.is_some() {
                 out.refused = t.refused;
+            }
+            if t.authenticator_refused.is_some() {
+                out.authenticator_refused = t.authenticator_refused;
             }
             for effect in t.effects {
                 match effect {
@@ -828,7 +947,23 @@ impl GuestPass {
                         user_id,
                         user_type,
                         identity,
-                    } => out.token = Some((user_id, user_type, identity)),
+                        assurance,
+                    } => out.token = Some((user_id, user_type, identity, assurance)),
+                    Effect::AuditAccess { report } => out.reports.push(report),
+                    Effect::UpdateUser { user_id, update } => {
+                        let user = match read_user.take().filter(|u| u.value.user.id == user_id) {
+                            Some(u) => Some(u),
+                            None => self.inner.store.user(self.tenant(), user_id).await?,
+                        };
+                        let Some(user) = user else {
+                            // The account went away meanwhile.
+                            return Err(Error::NotFound { what: "user" });
+                        };
+                        match &mut out.user_update {
+                            Some((_, pending)) => pending.merge(update),
+                            None => out.user_update = Some((user, update)),
+                        }
+                    }
                 }
             }
         }
@@ -839,7 +974,35 @@ impl GuestPass {
             ))
             .into());
         }
+        // A sign-in that completes on an account read for this step is
+        // stored conditional on that read, changed or not: a concurrent
+        // disable or reset makes the write, and so the token, fail.
+        if let (Some(user), None, FlowState::Completed { signed_in: true, .. }) =
+            (read_user, &out.user_update, &out.record.state)
+        {
+            out.user_update = Some((user, UserUpdate::default()));
+        }
         Ok(out)
+    }
+
+    /// Ends a sign-in held at the access gate whose account was disabled,
+    /// or no longer holds the identity, on the account-disabled page.
+    async fn end_sign_in(&self, uf: &UserFlow, flow: Versioned<FlowRecord>) -> Result<FlowPage, Error> {
+        let lang = uf.language(flow.value.ui_locales.as_deref());
+        let mut record = flow.value;
+        record.state = FlowState::Blocked {
+            message: uf.text(TextKey::AccountDisabled, lang).to_owned(),
+        };
+        self.inner
+            .store
+            .commit(WriteBatch::new().with(Write::Flow {
+                record: record.clone(),
+                expect: Expect::Version(flow.version),
+            }))
+            .await?;
+        self.audit(None, AuditKind::SignUpBlocked { flow_id: record.id })
+            .await;
+        self.page(uf, &record, flow.version + 1, None, None)
     }
 
     async fn look_up(&self, identity: &FlowIdentity) -> Result<FlowInput, Error> {
@@ -852,6 +1015,8 @@ impl GuestPass {
                 user_type: u.value.user.user_type,
                 enabled: u.value.user.account_enabled,
                 mail: u.value.user.mail,
+                authenticator_enrolled: u.value.authenticator.is_some(),
+                agreement_acceptances: u.value.user.agreement_acceptances,
             });
         let mail_taken = by_identity.is_none()
             && store
@@ -874,7 +1039,7 @@ impl GuestPass {
         flow: &FlowRecord,
         driven: Driven,
     ) -> Result<Driven, Error> {
-        let Some((_, _, identity)) = driven.token else {
+        let Some((_, _, identity, _)) = driven.token else {
             return Err(Internal::Corrupt("account creation without a token".to_owned()).into());
         };
         let mut authenticated = flow.clone();
@@ -882,7 +1047,7 @@ impl GuestPass {
             identity: identity.clone(),
         };
         let looked_up = self.look_up(&identity).await?;
-        self.drive(uf, &authenticated, looked_up, None).await
+        self.drive(uf, &authenticated, looked_up, None, None).await
     }
 
     async fn commit_driven(&self, driven: &Driven, version: u64) -> Result<(), Error> {
@@ -903,6 +1068,14 @@ impl GuestPass {
                 expect: Expect::Absent,
             });
         }
+        if let Some((user, update)) = &driven.user_update {
+            let mut record = user.value.clone();
+            update.clone().apply(&mut record);
+            batch.push(Write::User {
+                record,
+                expect: Expect::Version(user.version),
+            });
+        }
         Ok(self.inner.store.commit(batch).await?)
     }
 
@@ -917,7 +1090,13 @@ impl GuestPass {
         let flow_id = record.id;
         for (to, code) in std::mem::take(&mut driven.mails) {
             let delivered = self.mail_code(lang, &to, &code).await;
-            if !delivered && let FlowState::AwaitingPasscode { delivered, .. } = &mut driven.record.state {
+            if !delivered
+                && let FlowState::AwaitingPasscode { delivered, .. }
+                | FlowState::StepUp {
+                    stage: crate::flow::access::StepUpStep::EmailCode { delivered, .. },
+                    ..
+                } = &mut driven.record.state
+            {
                 *delivered = false;
                 // Recorded so that the page says so on reload too; if the
                 // flow changed meanwhile, the newer state stands.
@@ -935,6 +1114,11 @@ impl GuestPass {
             }
         }
         let record = &driven.record;
+        let subject = record.redemption.as_ref().map(|r| r.user_id);
+        for report in std::mem::take(&mut driven.reports) {
+            self.audit(subject, AuditKind::AccessEvaluated { flow_id, report })
+                .await;
+        }
         match &record.state {
             FlowState::Completed { user_id, signed_in } => {
                 let kind = if *signed_in {
@@ -954,6 +1138,11 @@ impl GuestPass {
                     .await;
             }
             _ => {}
+        }
+        // A refused authenticator code is stored (its count) and, once the
+        // flow ended on it, audited above; the person sees the refusal.
+        if let Some(refused) = driven.authenticator_refused {
+            return Err(refused.into());
         }
         if let Some(completion) = driven.completion.take() {
             return Ok(FlowPage {
@@ -1015,8 +1204,8 @@ impl GuestPass {
         driven
             .token
             .as_ref()
-            .map(|(user_id, user_type, identity)| {
-                self.complete(&driven.record, *user_id, *user_type, identity)
+            .map(|(user_id, user_type, identity, assurance)| {
+                self.complete(&driven.record, *user_id, *user_type, identity, assurance)
             })
             .transpose()
     }
@@ -1027,6 +1216,7 @@ impl GuestPass {
         user_id: Id,
         user_type: crate::directory::UserType,
         identity: &FlowIdentity,
+        assurance: &Assurance,
     ) -> Result<Completion, Error> {
         let cfg = &self.inner.config;
         let keys = cfg
@@ -1052,8 +1242,8 @@ impl GuestPass {
             email: identity.email.clone(),
             identity_provider: identity.issuer.clone(),
             user_type,
-            amr: identity.amr(),
-            acr: None,
+            amr: assurance.amr.clone(),
+            acr: Some(assurance.acr.clone()),
             nonce: record.nonce.clone(),
             token_id: token::new_token_id(self.inner.rng.as_ref()).map_err(token_error)?,
             lifetime: token::DEFAULT_TOKEN_LIFETIME,
@@ -1065,6 +1255,7 @@ impl GuestPass {
             state: record.app_state.clone(),
             user_id,
             signed_in: matches!(record.state, FlowState::Completed { signed_in: true, .. }),
+            session_lifetime: assurance.session_lifetime,
         })
     }
 
@@ -1170,6 +1361,31 @@ impl GuestPass {
             },
             FlowState::Denied { message } => FlowStep::Denied {
                 message: message.clone(),
+            },
+            FlowState::StepUp { gate, stage } => FlowStep::StepUp {
+                page: crate::flow::access::step_up_page(
+                    &self.inner.config.keys,
+                    self.inner.config.step_up,
+                    gate,
+                    stage,
+                    &self.inner.config.tenant_name,
+                )?,
+                refused,
+            },
+            FlowState::AccessTerms {
+                agreement_id,
+                version,
+                display_name,
+                url,
+                ..
+            } => FlowStep::TermsOfUse {
+                terms: crate::policy::TermsOfUse::new(
+                    agreement_id.clone(),
+                    display_name.clone(),
+                    url,
+                    *version,
+                )
+                .map_err(|e| Internal::Corrupt(format!("stored terms of use: {e}")))?,
             },
             other => {
                 return Err(Internal::Corrupt(format!(
@@ -1277,6 +1493,7 @@ impl GuestPass {
                 uf,
                 &flow.value,
                 FlowInput::AdminDecision { approve, message },
+                None,
                 None,
             )
             .await?;

@@ -1366,6 +1366,7 @@ mod tests {
             },
             tenant_id: "t1".into(),
             active_invitation: None,
+            authenticator: None,
         }
     }
 
@@ -1460,6 +1461,7 @@ mod tests {
                     issuer: "mail".into(),
                     subject: "a@fabrikam.example".into(),
                     email: crate::email::EmailAddress::parse("a@fabrikam.example").unwrap(),
+                    home: None,
                 },
                 attributes: Default::default(),
                 message: None,
@@ -1478,6 +1480,7 @@ mod tests {
             nonce: None,
             app_state: None,
             ui_locales: None,
+            context: Default::default(),
             state,
             created_at: datetime!(2026-11-01 12:00 UTC),
             expires_at: datetime!(2026-11-01 12:00:00.000_000_5 UTC),

@@ -16,6 +16,12 @@ use crate::secret::{SecretString, constant_time_eq};
 pub(crate) const MAX_SUBJECT_LEN: usize = 255;
 /// Longest access token read, in bytes.
 const MAX_ACCESS_TOKEN_LEN: usize = 16 * 1024;
+/// Longest `oid` kept, in characters.
+const MAX_OBJECT_ID_CHARS: usize = 64;
+/// Most `amr` entries kept.
+const MAX_AMR_ENTRIES: usize = 16;
+/// Longest `amr` entry kept, in characters.
+const MAX_AMR_ENTRY_CHARS: usize = 32;
 
 /// What goes into the authorization URL besides the extras.
 pub(crate) struct AuthorizeParams<'a> {
@@ -182,6 +188,11 @@ pub(crate) struct IdTokenClaims {
     pub(crate) subject: String,
     pub(crate) tenant_id: Option<String>,
     pub(crate) hosted_domain: Option<String>,
+    /// The home organisation, only when the issuer is bound to `tid`
+    /// (see [`ExternalIdentity::home_tenant_id`]).
+    pub(crate) home_tenant_id: Option<String>,
+    pub(crate) object_id: Option<String>,
+    pub(crate) amr: Vec<String>,
     pub(crate) profile: Profile,
 }
 
@@ -266,17 +277,26 @@ fn optional_string<'c>(claims: &'c Map<String, Value>, name: &str) -> Result<Opt
 /// (required, not beyond the leeway in the future), `nbf` (optional), the
 /// `nonce` (constant time), `sub` (present, 1 to 255 characters), and the
 /// hosted domain `hd` when one is required.
+///
+/// Then it reads, without refusing the token for them, the home tenant
+/// ([`home_tenant`], only when the issuer is bound to `tid`), `oid`
+/// ([`object_id`]) and `amr` ([`authentication_methods`]).
 pub(crate) fn check_claims(
     claims: &Map<String, Value>,
     expect: &Expectations<'_>,
 ) -> Result<IdTokenClaims, IdpError> {
     let mut issuer = optional_string(claims, "iss")?.ok_or(IdTokenError::WrongIssuer)?;
     let tid = optional_string(claims, "tid")?;
+    // Whether the issuer names the tenant of `tid`, so that `tid` is not
+    // merely the provider's say-so.
+    let issuer_bound_to_tid;
     let tenant_id = match expect.rule {
         IssuerRule::Exact(expected) => {
             if issuer != expected && !expect.issuer_aliases.iter().any(|a| a == issuer) {
                 return Err(IdTokenError::WrongIssuer.into());
             }
+            // `issuer` is the configured issuer or one of its aliases.
+            issuer_bound_to_tid = tid.is_some_and(|t| entra_issuer_names(issuer, t));
             // An alias names the same issuer: identities carry one spelling.
             issuer = expected;
             tid.map(|t| sanitize(t, 64))
@@ -296,6 +316,10 @@ pub(crate) fn check_claims(
                     tenant_id: tid.to_owned(),
                 });
             }
+            // A template only binds when it is an Entra issuer's: another
+            // issuer (an Azure AD B2C tenant, a realm named by a GUID) may
+            // say anything in `tid` and `idp`.
+            issuer_bound_to_tid = entra_issuer_names(issuer, tid);
             Some(tid.to_owned())
         }
     };
@@ -363,8 +387,99 @@ pub(crate) fn check_claims(
         subject: subject.to_owned(),
         tenant_id,
         hosted_domain: hd.map(|d| d.to_ascii_lowercase()).filter(|d| d.len() <= 253),
+        home_tenant_id: tid
+            .filter(|_| issuer_bound_to_tid)
+            .and_then(|tid| home_tenant(claims, tid)),
+        object_id: object_id(claims),
+        amr: authentication_methods(claims),
         profile: Profile::from_claims(claims),
     })
+}
+
+/// `text` in lowercase when it is a GUID in its `8-4-4-4-12` hex form (as
+/// Entra tenant ids are), else `None`.
+pub(crate) fn lowercase_guid(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let well_formed = bytes.len() == 36
+        && bytes.iter().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => *b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        });
+    well_formed.then(|| text.to_ascii_lowercase())
+}
+
+/// Whether `issuer` is an Entra issuer URL naming the tenant `tid` (see
+/// [`entra_issuer_tenant`]).
+fn entra_issuer_names(issuer: &str, tid: &str) -> bool {
+    entra_issuer_tenant(issuer).is_some_and(|t| Some(t) == lowercase_guid(tid))
+}
+
+/// The tenant an Entra issuer URL names: `https://sts.windows.net/{tid}/`
+/// (v1.0 tokens) or `https://{authority}/{tid}/v2.0` for the global and
+/// national clouds' authorities (`login.microsoftonline.com`,
+/// `login.microsoftonline.us`, `login.partner.microsoftonline.cn`), the
+/// tenant a GUID; lowercase. `None` for any other issuer.
+fn entra_issuer_tenant(issuer: &str) -> Option<String> {
+    const AUTHORITIES: [&str; 3] = [
+        "https://login.microsoftonline.com/",
+        "https://login.microsoftonline.us/",
+        "https://login.partner.microsoftonline.cn/",
+    ];
+    let tenant = issuer
+        .strip_prefix("https://sts.windows.net/")
+        .and_then(|rest| rest.strip_suffix('/'))
+        .or_else(|| {
+            AUTHORITIES
+                .iter()
+                .find_map(|a| issuer.strip_prefix(a).and_then(|rest| rest.strip_suffix("/v2.0")))
+        })?;
+    lowercase_guid(tenant)
+}
+
+/// The user's home tenant for a token whose issuer is bound to `tid`
+/// (lowercase; `None` unless it is a GUID). Without an `idp` claim the user
+/// belongs to the issuing tenant `tid`; a guest's `idp` names the home
+/// tenant's issuer, and an `idp` that is no Entra tenant's issuer (`live.com`,
+/// `google.com`, or not a string) names no organisation.
+fn home_tenant(claims: &Map<String, Value>, tid: &str) -> Option<String> {
+    let tid = lowercase_guid(tid)?;
+    match claims.get("idp") {
+        None | Some(Value::Null) => Some(tid),
+        Some(Value::String(idp)) => entra_issuer_tenant(idp),
+        Some(_) => None,
+    }
+}
+
+/// Whether `text` is a short claim value worth keeping: 1 to `max_chars`
+/// characters, none of them a control character.
+fn is_short_text(text: &str, max_chars: usize) -> bool {
+    !text.is_empty() && text.chars().count() <= max_chars && !text.chars().any(char::is_control)
+}
+
+/// `oid`, when it is a string of at most 64 characters (no control
+/// characters); anything else is dropped.
+fn object_id(claims: &Map<String, Value>) -> Option<String> {
+    claims
+        .get("oid")
+        .and_then(Value::as_str)
+        .filter(|oid| is_short_text(oid, MAX_OBJECT_ID_CHARS))
+        .map(str::to_owned)
+}
+
+/// The string entries of the array `amr` of at most 32 characters (no
+/// control characters), the first 16 of them; other entries are dropped,
+/// and an `amr` that is no array is ignored.
+fn authentication_methods(claims: &Map<String, Value>) -> Vec<String> {
+    let Some(Value::Array(items)) = claims.get("amr") else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .filter_map(Value::as_str)
+        .filter(|method| is_short_text(method, MAX_AMR_ENTRY_CHARS))
+        .take(MAX_AMR_ENTRIES)
+        .map(str::to_owned)
+        .collect()
 }
 
 fn check_subject(subject: &str) -> Result<(), IdpError> {
@@ -443,5 +558,8 @@ pub(crate) fn identity(
         family_name: profile.family_name,
         tenant_id: claims.tenant_id,
         hosted_domain: claims.hosted_domain,
+        home_tenant_id: claims.home_tenant_id,
+        object_id: claims.object_id,
+        amr: claims.amr,
     }
 }

@@ -353,6 +353,9 @@ fn happy_path_rs256() {
             family_name: None,
             tenant_id: None,
             hosted_domain: None,
+            home_tenant_id: None,
+            object_id: None,
+            amr: vec![],
         }
     );
     assert_eq!(
@@ -1210,6 +1213,252 @@ fn entra_template_needs_iss_to_match_tid() {
     });
     assert_eq!(id_token_error(result), IdTokenError::MissingTenantId);
     h.sign_in(&signer, |c| tenant(c, "any-tenant")).unwrap();
+}
+
+// --------------------------------------------------- the home organisation
+
+const PARTNER_TID: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+const GUEST_HOME_TID: &str = "0c9e2a7d-4b1f-4e8a-9d3c-5a6b7c8d9e0f";
+
+const CLOUD_TEMPLATE: &str = "https://login.microsoftonline.com/{tenantid}/v2.0";
+
+/// A multi-tenant provider with Entra's own issuer template.
+fn cloud_harness() -> (Harness, Signer) {
+    let signer = Signer::rs256(Some("rsa-1"));
+    let config = OidcConfig::new("entra", CLOUD_TEMPLATE, CLIENT_ID, SECRET)
+        .with_discovery_url("https://login.test/organizations/v2.0/.well-known/openid-configuration")
+        .with_issuer_template(CLOUD_TEMPLATE)
+        .with_userinfo(false);
+    let h = Harness::new(config, &[&signer]);
+    h.op().discovery["issuer"] = json!(CLOUD_TEMPLATE);
+    (h, signer)
+}
+
+fn cloud_tenant(c: &mut Map<String, Value>, tid: &str) {
+    c.insert(
+        "iss".into(),
+        json!(format!("https://login.microsoftonline.com/{tid}/v2.0")),
+    );
+    c.insert("tid".into(), json!(tid));
+}
+
+#[test]
+fn a_template_that_is_not_entras_binds_no_home_tenant() {
+    // Any issuer may put a GUID where the template has `{tenantid}` (an
+    // Azure AD B2C tenant, a realm named by a GUID) and say anything in
+    // `idp`: only Entra's issuers name an organisation.
+    let (h, signer) = entra_harness(None);
+    let identity = h
+        .sign_in(&signer, |c| {
+            tenant(c, PARTNER_TID);
+            c.insert("amr".into(), json!(["mfa"]));
+            c.insert(
+                "idp".into(),
+                json!(format!("https://sts.windows.net/{GUEST_HOME_TID}/")),
+            );
+        })
+        .unwrap();
+    assert_eq!(identity.home_tenant_id, None);
+    assert_eq!(identity.tenant_id.as_deref(), Some(PARTNER_TID), "unchanged");
+}
+
+/// A single-tenant provider with the exact issuer `issuer`.
+fn exact_harness(issuer: &str) -> (Harness, Signer) {
+    let signer = Signer::rs256(Some("rsa-1"));
+    let config = OidcConfig::new("org", issuer, CLIENT_ID, SECRET).with_userinfo(false);
+    let h = Harness::new(config, &[&signer]);
+    h.op().discovery["issuer"] = json!(issuer);
+    (h, signer)
+}
+
+#[test]
+fn template_issuer_binds_the_home_tenant_and_keeps_amr_and_oid() {
+    let (h, signer) = cloud_harness();
+    let identity = h
+        .sign_in(&signer, |c| {
+            cloud_tenant(c, PARTNER_TID);
+            c.insert("amr".into(), json!(["pwd", "mfa"]));
+            c.insert("oid".into(), json!("00000000-0000-0000-66f3-3332eca7ea81"));
+        })
+        .unwrap();
+    assert_eq!(identity.home_tenant_id.as_deref(), Some(PARTNER_TID));
+    assert_eq!(identity.tenant_id.as_deref(), Some(PARTNER_TID));
+    assert_eq!(identity.amr, ["pwd", "mfa"]);
+    assert_eq!(
+        identity.object_id.as_deref(),
+        Some("00000000-0000-0000-66f3-3332eca7ea81")
+    );
+    // Stored lowercase; `tenant_id` keeps the token's spelling.
+    let upper = PARTNER_TID.to_ascii_uppercase();
+    let identity = h.sign_in(&signer, |c| cloud_tenant(c, &upper)).unwrap();
+    assert_eq!(identity.home_tenant_id.as_deref(), Some(PARTNER_TID));
+    assert_eq!(identity.tenant_id.as_deref(), Some(upper.as_str()));
+    assert!(identity.amr.is_empty());
+    assert_eq!(identity.object_id, None);
+}
+
+#[test]
+fn exact_entra_issuer_with_the_tid_in_its_path_binds_the_home_tenant() {
+    for issuer in [
+        format!("https://login.microsoftonline.com/{PARTNER_TID}/v2.0"),
+        format!("https://sts.windows.net/{}/", PARTNER_TID.to_ascii_uppercase()),
+    ] {
+        let (h, signer) = exact_harness(&issuer);
+        let iss = issuer.clone();
+        let identity = h
+            .sign_in(&signer, |c| {
+                c.insert("iss".into(), json!(iss));
+                c.insert("tid".into(), json!(PARTNER_TID));
+            })
+            .unwrap();
+        assert_eq!(identity.home_tenant_id.as_deref(), Some(PARTNER_TID), "{issuer}");
+        // The issuer names another tenant than the token's `tid`.
+        let iss = issuer.clone();
+        let identity = h
+            .sign_in(&signer, |c| {
+                c.insert("iss".into(), json!(iss));
+                c.insert("tid".into(), json!(GUEST_HOME_TID));
+            })
+            .unwrap();
+        assert_eq!(identity.home_tenant_id, None, "{issuer}");
+        assert_eq!(identity.tenant_id.as_deref(), Some(GUEST_HOME_TID));
+    }
+}
+
+#[test]
+fn a_provider_asserting_a_partner_tid_names_no_home_tenant() {
+    // A direct-federation provider claims to be the partner, with MFA.
+    for issuer in [
+        ISSUER.to_owned(),
+        "https://idp.example.com".to_owned(),
+        format!("https://idp.example.com/x{PARTNER_TID}/v2.0"),
+    ] {
+        let (h, signer) = exact_harness(&issuer);
+        let iss = issuer.clone();
+        let identity = h
+            .sign_in(&signer, |c| {
+                c.insert("iss".into(), json!(iss));
+                c.insert("tid".into(), json!(PARTNER_TID));
+                c.insert("amr".into(), json!(["mfa"]));
+                c.insert(
+                    "idp".into(),
+                    json!(format!("https://sts.windows.net/{PARTNER_TID}/")),
+                );
+            })
+            .unwrap();
+        assert_eq!(identity.home_tenant_id, None, "{issuer}");
+        assert_eq!(identity.tenant_id.as_deref(), Some(PARTNER_TID), "unchanged");
+        assert_eq!(identity.amr, ["mfa"]);
+    }
+}
+
+#[test]
+fn a_guests_idp_names_the_home_tenant() {
+    let (h, signer) = cloud_harness();
+    let guest = |idp: Value| {
+        h.sign_in(&signer, |c| {
+            cloud_tenant(c, PARTNER_TID);
+            c.insert("idp".into(), idp);
+        })
+        .unwrap()
+        .home_tenant_id
+    };
+    assert_eq!(
+        guest(json!(format!("https://sts.windows.net/{GUEST_HOME_TID}/"))).as_deref(),
+        Some(GUEST_HOME_TID)
+    );
+    let upper = GUEST_HOME_TID.to_ascii_uppercase();
+    assert_eq!(
+        guest(json!(format!("https://login.microsoftonline.com/{upper}/v2.0"))).as_deref(),
+        Some(GUEST_HOME_TID)
+    );
+    // The issuing tenant's own issuer: a member.
+    assert_eq!(
+        guest(json!(format!("https://sts.windows.net/{PARTNER_TID}/"))).as_deref(),
+        Some(PARTNER_TID)
+    );
+    for other in [
+        json!("live.com"),
+        json!("google.com"),
+        json!("https://accounts.google.com"),
+        json!(format!("https://sts.windows.net/{GUEST_HOME_TID}")),
+        json!(format!("https://sts.windows.net/{GUEST_HOME_TID}/x/")),
+        json!(format!("https://evil.example/{GUEST_HOME_TID}/v2.0")),
+        json!("https://sts.windows.net/not-a-guid/"),
+        json!(42),
+    ] {
+        assert_eq!(guest(other.clone()), None, "{other}");
+    }
+}
+
+#[test]
+fn malformed_amr_oid_and_tid_are_dropped_not_refused() {
+    let (h, signer) = entra_harness(None);
+    let sign_in = |edit: &dyn Fn(&mut Map<String, Value>)| {
+        h.sign_in(&signer, |c| {
+            tenant(c, PARTNER_TID);
+            edit(c);
+        })
+        .unwrap()
+    };
+    let amr = |value: Value| {
+        sign_in(&|c| {
+            c.insert("amr".into(), value.clone());
+        })
+        .amr
+    };
+    assert!(amr(json!("mfa")).is_empty());
+    assert!(amr(json!({"mfa": true})).is_empty());
+    let seventeen: Vec<String> = (0..17).map(|i| format!("m{i}")).collect();
+    assert_eq!(amr(json!(seventeen)), seventeen[..16]);
+    let long = "x".repeat(40);
+    let longest = "y".repeat(32);
+    assert_eq!(
+        amr(json!(["mfa", long, longest, 7, "", "a\u{0}b", null])),
+        ["mfa", longest.as_str()]
+    );
+
+    let oid = |value: Value| {
+        sign_in(&|c| {
+            c.insert("oid".into(), value.clone());
+        })
+        .object_id
+    };
+    assert_eq!(oid(json!("o".repeat(64))), Some("o".repeat(64)));
+    assert_eq!(oid(json!("o".repeat(65))), None);
+    assert_eq!(oid(json!(12)), None);
+
+    // A tid that is no GUID: the tenant is reported as before, no home.
+    for tid in [
+        "tenant-a",
+        "72f988bf86f141af91ab2d7cd011db47",
+        "72f988bf-86f1-41af-91ab-2d7cd011db4g",
+        "72f988bf-86f1-41af-91ab2-d7cd011db47",
+    ] {
+        let identity = h.sign_in(&signer, |c| tenant(c, tid)).unwrap();
+        assert_eq!(identity.home_tenant_id, None, "{tid}");
+        assert_eq!(identity.tenant_id.as_deref(), Some(tid));
+    }
+}
+
+#[test]
+fn lowercase_guid_accepts_the_8_4_4_4_12_form_only() {
+    use super::claims::lowercase_guid;
+    assert_eq!(
+        lowercase_guid("72F988BF-86f1-41AF-91ab-2D7CD011DB47").as_deref(),
+        Some(PARTNER_TID)
+    );
+    for bad in [
+        "",
+        "72f988bf86f141af91ab2d7cd011db47",
+        "{72f988bf-86f1-41af-91ab-2d7cd011db47}",
+        "72f988bf-86f1-41af-91ab-2d7cd011db47 ",
+        "72f988bf-86f1-41af-91ab-2d7cd011db4\u{e9}",
+        "72f988bf-86f1-41af-91ab+2d7cd011db47",
+        "72f988bf-86f1-41af-91ab-2d7cd011db47-",
+    ] {
+        assert_eq!(lowercase_guid(bad), None, "{bad:?}");
+    }
 }
 
 #[test]

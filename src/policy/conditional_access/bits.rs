@@ -165,14 +165,34 @@ pub(crate) type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
 
 /// Ids of one kind (users, groups, applications, tenants, agreements),
 /// numbered in order of first appearance in the configuration.
+///
+/// A folding interner ([`Interner::folding`]) compares ids ignoring ASCII
+/// case: directory object ids and tenant ids are GUIDs, which Graph writes
+/// in either case.
 #[derive(Default, Clone)]
 pub(crate) struct Interner {
     map: IdMap<Arc<str>, u32>,
     names: Vec<Arc<str>>,
+    fold: bool,
 }
 
+/// Longest id folded on the stack; longer ones (rare: GUIDs are 36) are
+/// folded on the heap.
+const FOLD_BUFFER: usize = 64;
+
 impl Interner {
+    /// An interner that ignores ASCII case.
+    pub(crate) fn folding() -> Self {
+        Self {
+            fold: true,
+            ..Self::default()
+        }
+    }
+
     pub(crate) fn intern(&mut self, id: &str) -> u32 {
+        if self.fold && id.bytes().any(|b| b.is_ascii_uppercase()) {
+            return self.intern(&id.to_ascii_lowercase());
+        }
         if let Some(&n) = self.map.get(id) {
             return n;
         }
@@ -185,7 +205,21 @@ impl Interner {
     }
 
     pub(crate) fn get(&self, id: &str) -> Option<u32> {
-        self.map.get(id).copied()
+        if !self.fold || !id.bytes().any(|b| b.is_ascii_uppercase()) {
+            return self.map.get(id).copied();
+        }
+        // Folded without allocating for ids that fit the buffer.
+        let mut buffer = [0u8; FOLD_BUFFER];
+        match buffer.get_mut(..id.len()) {
+            Some(slot) => {
+                slot.copy_from_slice(id.as_bytes());
+                slot.make_ascii_lowercase();
+                std::str::from_utf8(slot)
+                    .ok()
+                    .and_then(|s| self.map.get(s).copied())
+            }
+            None => self.map.get(id.to_ascii_lowercase().as_str()).copied(),
+        }
     }
 
     pub(crate) fn name(&self, n: u32) -> Arc<str> {
@@ -207,6 +241,23 @@ impl Interner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn folding_interners_ignore_ascii_case_and_plain_ones_do_not() {
+        let mut f = Interner::folding();
+        let n = f.intern("3F2A1B4C-5D6E-4F70-8A9B-0C1D2E3F4A5B");
+        assert_eq!(f.intern("3f2a1b4c-5d6e-4f70-8a9b-0c1d2e3f4a5b"), n);
+        assert_eq!(f.get("3f2a1b4c-5d6e-4f70-8a9b-0c1d2e3f4a5b"), Some(n));
+        assert_eq!(f.get("3F2A1B4C-5D6E-4F70-8A9B-0C1D2E3F4A5B"), Some(n));
+        let long = "A".repeat(FOLD_BUFFER + 1);
+        let m = f.intern(&long);
+        assert_eq!(f.get(&long.to_ascii_lowercase()), Some(m));
+        assert_eq!(f.get(&long), Some(m));
+        let mut plain = Interner::default();
+        let a = plain.intern("App");
+        assert_eq!(plain.get("App"), Some(a));
+        assert_eq!(plain.get("app"), None);
+    }
 
     #[test]
     fn bits_set_and_iterate() {

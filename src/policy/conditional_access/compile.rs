@@ -95,6 +95,18 @@ impl CompiledPolicies {
     pub fn policy_names(&self) -> impl Iterator<Item = &str> + '_ {
         self.policies.iter().map(|p| &*p.name)
     }
+
+    /// Whether any policy has a group condition (`includeGroups`,
+    /// `excludeGroups`).
+    pub fn uses_groups(&self) -> bool {
+        self.groups.len() != 0
+    }
+
+    /// The ids of the terms of use (agreements) the policies' grant
+    /// controls name, each once.
+    pub fn agreement_ids(&self) -> impl Iterator<Item = &str> + '_ {
+        (0..self.agreements.len()).filter_map(|n| u32::try_from(n).ok().map(|n| self.agreements.name_str(n)))
+    }
 }
 
 /// The policies that include and that exclude one id (or user kind).
@@ -326,7 +338,13 @@ impl PolicySet {
     /// starts with the path, such as
     /// `` `policies[3] (Require MFA for guests).conditions.locations.includeLocations[0]`: ``.
     pub fn compile(self) -> Result<CompiledPolicies, ConfigError> {
-        Compiler::default().run(self)
+        Compiler {
+            users: Interner::folding(),
+            groups: Interner::folding(),
+            tenants: Interner::folding(),
+            ..Compiler::default()
+        }
+        .run(self)
     }
 }
 

@@ -165,7 +165,9 @@ pub struct SignIn<'a> {
     /// The kind of client.
     pub client_app: ClientAppType,
     /// The client's IP address; an IPv4-mapped IPv6 address is compared as
-    /// its IPv4 address.
+    /// its IPv4 address. The unspecified address (`0.0.0.0`, `::`) means
+    /// unknown: it meets every location condition (in every included
+    /// location, in no excluded one), so policies apply rather than not.
     pub ip: IpAddr,
     /// What the sign-in has already satisfied.
     pub satisfied: Satisfied<'a>,
@@ -581,6 +583,12 @@ impl CompiledPolicies {
     }
 
     pub(super) fn location_verdict(&self, l: &LocationCondition, ip: IpAddr) -> LocationVerdict {
+        // An unknown address (unspecified) is in every included location
+        // and in no excluded one: a location condition can only make a
+        // policy apply, never let a sign-in of unknown origin through.
+        if ip.is_unspecified() || ip.to_canonical().is_unspecified() {
+            return LocationVerdict::Applies;
+        }
         let in_trusted = || self.trusted.contains(ip);
         if l.exclude_trusted && in_trusted() {
             return LocationVerdict::ExcludedTrusted;

@@ -30,7 +30,9 @@
 //! 4. **client apps**: `clientAppTypes` has `all` or the sign-in's client;
 //! 5. **locations** (when configured): the IP address is in an included
 //!    location (`All`, `AllTrusted`, or a named location's ranges) and in no
-//!    excluded one.
+//!    excluded one; an unknown address (the unspecified `0.0.0.0` or `::`)
+//!    meets every location condition, so a policy applies to it rather
+//!    than not.
 //!
 //! Of the enforced (`enabled`) policies that apply, a `block` control wins
 //! over everything ([`Decision::Block`] names the first such policy in

@@ -13,6 +13,7 @@
 //! | any other `/v1.0/...` | Graph's 404 error body |
 //! | `GET /openapi.json` | the OpenAPI document of the admin API ([`crate::graph::openapi::document`]) |
 //! | `GET /.well-known/jwks.json` | the public keys of completion tokens, when token keys are configured |
+//! | `/redeem`, `/redeem/...`, `/federation/callback/{provider_id}` | the redemption pages ([`pages`]) |
 //!
 //! The admin API is the transport-independent core in [`crate::graph`]
 //! bound to HTTP: bearer tokens from [`AdminTokenIssuer`], Graph's error
@@ -102,6 +103,7 @@ use crate::random::{SecureRandom, SystemRandom};
 mod api_error;
 pub mod cookies;
 mod graph_api;
+pub mod pages;
 pub mod security;
 
 pub use api_error::RequestId;
@@ -124,6 +126,9 @@ pub struct WebConfig {
     random: Arc<dyn SecureRandom>,
     invitation_body_limit: usize,
     user_patch_body_limit: usize,
+    /// The key of the redemption pages' CSRF tokens; `None` when the
+    /// system generator failed, and then every page form is refused.
+    csrf_key: Option<ring::hmac::Key>,
 }
 
 impl fmt::Debug for WebConfig {
@@ -149,6 +154,8 @@ impl WebConfig {
             random: Arc::new(SystemRandom::new()),
             invitation_body_limit: MAX_INVITATION_BODY_BYTES,
             user_patch_body_limit: MAX_USER_PATCH_BODY_BYTES,
+            csrf_key: ring::hmac::Key::generate(ring::hmac::HMAC_SHA256, &ring::rand::SystemRandom::new())
+                .ok(),
         }
     }
 
@@ -164,6 +171,16 @@ impl WebConfig {
     #[must_use]
     pub fn random(mut self, random: Arc<dyn SecureRandom>) -> Self {
         self.random = random;
+        self
+    }
+
+    /// The key of the redemption pages' CSRF tokens (by default a random
+    /// one made by [`new`](Self::new)); give every instance behind one
+    /// public base URL the same secret key, or a form rendered by one is
+    /// refused by another.
+    #[must_use]
+    pub fn csrf_key(mut self, key: [u8; 32]) -> Self {
+        self.csrf_key = Some(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &key));
         self
     }
 
@@ -229,6 +246,7 @@ pub fn router(gp: GuestPass, config: WebConfig) -> Router {
     });
     Router::new()
         .merge(graph_api::routes(state.clone()))
+        .merge(pages::routes())
         .route("/.well-known/jwks.json", get(jwks))
         .layer(axum::middleware::map_response(security::apply))
         .with_state(state)

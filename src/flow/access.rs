@@ -77,7 +77,6 @@ use crate::error::Error;
 use crate::flow::config::TextKey;
 use crate::flow::machine::{Effect, FlowEnv, FlowError, FlowIdentity, FlowInput, FlowState, Transition};
 use crate::id::Id;
-use crate::idp::email_otp;
 use crate::idp::totp::{self, SealedTotpSecret, TotpEnrollment, TotpError, TotpSecret};
 use crate::policy::conditional_access::{ClientAppType, Explanation, RequiredControls, SignIn, UserKind};
 use crate::policy::{CompiledPolicies, CrossTenantSettings, Decision, HomeClaims, Satisfied, TermsOfUse};
@@ -1062,26 +1061,17 @@ fn send_code(
     throttle: Option<&crate::directory::AddressThrottle>,
 ) -> Result<Transition, Error> {
     let email = gate.then.identity().email.clone();
-    let key = email.comparison_key().to_owned();
-    let throttle = throttle.filter(|t| t.address_key == key);
-    let next_throttle = email_otp::plan_send(env.passcode, throttle, &key, env.now)?;
-    let (code, passcode) =
-        email_otp::generate(env.passcode, env.keys, env.rng, flow.handle_hash, &key, env.now)?;
-    let to = stored_spelling
-        .filter(|s| s.comparison_key() == key)
-        .unwrap_or_else(|| email.clone());
-    Ok(Transition::to(FlowState::StepUp {
+    let (passcode, effects) = crate::flow::machine::issue_code(env, flow, &email, stored_spelling, throttle)?;
+    let mut t = Transition::to(FlowState::StepUp {
         gate: Box::new(gate.clone()),
         stage: StepUpStep::EmailCode {
             email,
             passcode,
             delivered: true,
         },
-    })
-    .with(Effect::StoreThrottle {
-        record: next_throttle,
-    })
-    .with(Effect::SendPasscode { to, code }))
+    });
+    t.effects.extend(effects);
+    Ok(t)
 }
 
 /// The step-up page content for a flow at `step`, for page builders.

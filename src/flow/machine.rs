@@ -1364,6 +1364,27 @@ fn send_code(
     throttle: Option<&AddressThrottle>,
     federated: Option<FederatedSubject>,
 ) -> Result<Transition, Error> {
+    let (passcode, effects) = issue_code(env, flow, &email, stored_spelling, throttle)?;
+    let mut t = Transition::to(FlowState::AwaitingPasscode {
+        email,
+        passcode,
+        delivered: true,
+        federated,
+    });
+    t.effects.extend(effects);
+    Ok(t)
+}
+
+/// A new passcode for `email` bound to `flow`, within the address's send
+/// limits: the code at rest, and the effects that store the counters and
+/// mail the code to the stored spelling (when it is the same address).
+pub(crate) fn issue_code(
+    env: &FlowEnv<'_>,
+    flow: &FlowRecord,
+    email: &EmailAddress,
+    stored_spelling: Option<EmailAddress>,
+    throttle: Option<&AddressThrottle>,
+) -> Result<(PasscodeRecord, [Effect; 2]), Error> {
     let key = email.comparison_key().to_owned();
     let throttle = throttle.filter(|t| t.address_key == key);
     let next_throttle = email_otp::plan_send(env.passcode, throttle, &key, env.now)?;
@@ -1372,16 +1393,15 @@ fn send_code(
     let to = stored_spelling
         .filter(|s| s.comparison_key() == key)
         .unwrap_or_else(|| email.clone());
-    Ok(Transition::to(FlowState::AwaitingPasscode {
-        email,
+    Ok((
         passcode,
-        delivered: true,
-        federated,
-    })
-    .with(Effect::StoreThrottle {
-        record: next_throttle,
-    })
-    .with(Effect::SendPasscode { to, code }))
+        [
+            Effect::StoreThrottle {
+                record: next_throttle,
+            },
+            Effect::SendPasscode { to, code },
+        ],
+    ))
 }
 
 /// After a new person authenticated: the `postFederationSignup` connector,

@@ -87,13 +87,7 @@ impl GuestPass {
         let target = if id == viewer.id {
             viewer
         } else {
-            self.inner
-                .store
-                .user(self.tenant(), id)
-                .await?
-                .ok_or(Error::NotFound { what: "user" })?
-                .value
-                .user
+            self.user(id).await?
         };
         Ok(match visibility {
             Visibility::Full => DirectoryEntry::Full(target),
@@ -124,14 +118,7 @@ impl GuestPass {
         if visibility != Visibility::Full {
             return Err(Denied::DirectoryReadNotAllowed.into());
         }
-        Ok(self
-            .inner
-            .store
-            .users(self.tenant())
-            .await?
-            .into_iter()
-            .map(|r| r.user)
-            .collect())
+        self.users().await
     }
 
     /// The viewing user; an id that is no user of the tenant may read

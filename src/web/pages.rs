@@ -536,17 +536,22 @@ fn handle(headers: &HeaderMap) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// The page for a request without a redemption cookie.
+fn no_redemption(state: &Shared, lang: Language) -> Response {
+    message(
+        state,
+        StatusCode::BAD_REQUEST,
+        lang,
+        text(lang, "no_redemption"),
+        true,
+    )
+}
+
 /// `GET /redeem/step`: the current step.
 async fn show_step(State(state): State<Shared>, headers: HeaderMap) -> Response {
     let lang = language(&headers);
     let Some(h) = handle(&headers) else {
-        return message(
-            &state,
-            StatusCode::BAD_REQUEST,
-            lang,
-            text(lang, "no_redemption"),
-            true,
-        );
+        return no_redemption(&state, lang);
     };
     match state.gp.redemption_step(&h).await {
         Ok(step) => step_page(&state, StatusCode::OK, lang, &h, step, None),
@@ -738,13 +743,7 @@ async fn federation_callback(
 ) -> Response {
     let lang = language(&headers);
     let Some(h) = handle(&headers) else {
-        return message(
-            &state,
-            StatusCode::BAD_REQUEST,
-            lang,
-            text(lang, "no_redemption"),
-            true,
-        );
+        return no_redemption(&state, lang);
     };
     let result = state
         .gp

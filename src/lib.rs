@@ -17,6 +17,7 @@ pub mod idp;
 pub mod invitation;
 pub mod keys;
 pub mod mail;
+pub mod metrics;
 pub mod policy;
 pub mod random;
 pub mod secret;

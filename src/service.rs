@@ -25,6 +25,8 @@ use std::sync::Arc;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use time::{Duration, OffsetDateTime};
+use tracing::Span;
+use tracing::field::{Empty, display};
 
 use crate::audit::{AuditEvent, AuditKind, AuditSink, NoAudit};
 use crate::clock::{Clock, SystemClock};
@@ -60,6 +62,7 @@ use crate::invitation::{
 use crate::keys::{KeyRing, SigningKey};
 use crate::mail::templates::{Language, render_passcode};
 use crate::mail::{MailTransport, Mailbox, Message, MessageKind};
+use crate::metrics::{Metrics, MetricsSnapshot, error_outcome};
 use crate::policy::{CollaborationSettings, CrossTenantSettings, InviterRole, PolicySet, TermsOfUse};
 use crate::random::{self, SecureRandom, SystemRandom};
 use crate::secret::{Digest, SecretString};
@@ -147,6 +150,7 @@ struct Inner {
     approver: Arc<dyn Approver>,
     providers: Vec<RegisteredProvider>,
     redemption_order: RedemptionOrder,
+    metrics: Metrics,
 }
 
 /// A federated identity provider registered with the service, with what
@@ -635,6 +639,7 @@ impl GuestPassBuilder {
                 approver: self.approver.unwrap_or_else(|| Arc::new(HoldAll)),
                 providers: self.providers,
                 redemption_order,
+                metrics: Metrics::default(),
             }),
         })
     }
@@ -654,6 +659,29 @@ impl GuestPass {
     /// The directory store.
     pub fn store(&self) -> &Arc<dyn DirectoryStore> {
         &self.inner.store
+    }
+
+    /// The service's counters now (see [`crate::metrics`]); every clone of
+    /// the service counts into the same counters.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.inner.metrics.snapshot()
+    }
+
+    /// Ends a flow step: records its outcome on the step's span (`ok`'s
+    /// name for a success, [`error_outcome`] for an error) and counts an
+    /// error by its category. (The public steps run their body boxed,
+    /// `Box::pin(self.…_step(…))`, so that the span's wrapper does not
+    /// double the future a caller holds on its stack.)
+    fn observed<T>(&self, result: Result<T, Error>, ok: impl FnOnce(&T) -> &'static str) -> Result<T, Error> {
+        let outcome = match &result {
+            Ok(value) => ok(value),
+            Err(e) => {
+                self.inner.metrics.error(e);
+                error_outcome(e)
+            }
+        };
+        Span::current().record("outcome", outcome);
+        result
     }
 
     fn tenant(&self) -> &str {
@@ -697,7 +725,17 @@ impl GuestPass {
     /// be handed over (nothing is stored then), [`Error::Store`] when the
     /// store refuses (another user has the address, or a concurrent change:
     /// repeat the call).
+    #[tracing::instrument(
+        skip_all,
+        fields(step = "invite", invitation_id = Empty, user_id = Empty, outcome = Empty)
+    )]
     pub async fn invite(&self, inviter: &Inviter, request: InvitationRequest) -> Result<Invitation, Error> {
+        let result = Box::pin(self.invite_step(inviter, request)).await;
+        self.observed(result, |_| "invited")
+    }
+
+    /// [`invite`](Self::invite) without its span.
+    async fn invite_step(&self, inviter: &Inviter, request: InvitationRequest) -> Result<Invitation, Error> {
         let cfg = &self.inner.config;
         let valid = validate(cfg, &request)?;
         cfg.collaboration.check_invite(inviter.role, &valid.email)?;
@@ -762,6 +800,10 @@ impl GuestPass {
             self.inner.mail.send(m).await?;
         }
         store.commit(p.batch).await?;
+        Metrics::inc(&self.inner.metrics.invitations_sent);
+        let span = Span::current();
+        span.record("invitation_id", display(p.invitation.id));
+        span.record("user_id", display(p.user_id));
         self.audit(Some(p.user_id), p.audit).await;
         let mut invitation = p.invitation;
         invitation.invite_redeem_url = p.redeem_url;
@@ -775,7 +817,17 @@ impl GuestPass {
     ///
     /// [`Error::NotFound`] when there is no such user or no pending
     /// invitation; otherwise as [`GuestPass::invite`].
+    #[tracing::instrument(
+        skip_all,
+        fields(step = "resend", invitation_id = Empty, user_id = %user_id, outcome = Empty)
+    )]
     pub async fn resend(&self, inviter: &Inviter, user_id: Id) -> Result<Invitation, Error> {
+        let result = Box::pin(self.resend_step(inviter, user_id)).await;
+        self.observed(result, |_| "invited")
+    }
+
+    /// [`resend`](Self::resend) without its span.
+    async fn resend_step(&self, inviter: &Inviter, user_id: Id) -> Result<Invitation, Error> {
         let (user, inv) = self.pending_invitation(user_id).await?;
         let request = InvitationRequest {
             invited_user_email_address: user
@@ -793,7 +845,7 @@ impl GuestPass {
             invited_user: None,
             invited_user_sponsors: inv.value.invitation.invited_user_sponsors,
         };
-        self.invite(inviter, request).await
+        self.invite_step(inviter, request).await
     }
 
     /// The user and its pending invitation.
@@ -824,7 +876,17 @@ impl GuestPass {
     /// [`Error::Denied`] when the inviter may not invite,
     /// [`Error::NotFound`] when there is nothing pending, [`Error::Store`] on a
     /// concurrent change.
+    #[tracing::instrument(
+        skip_all,
+        fields(step = "revoke", invitation_id = Empty, user_id = %user_id, outcome = Empty)
+    )]
     pub async fn revoke(&self, inviter: &Inviter, user_id: Id) -> Result<(), Error> {
+        let result = Box::pin(self.revoke_step(inviter, user_id)).await;
+        self.observed(result, |()| "revoked")
+    }
+
+    /// [`revoke`](Self::revoke) without its span.
+    async fn revoke_step(&self, inviter: &Inviter, user_id: Id) -> Result<(), Error> {
         if !self
             .inner
             .config
@@ -836,6 +898,7 @@ impl GuestPass {
         }
         let (user, inv) = self.pending_invitation(user_id).await?;
         let invitation_id = inv.value.invitation.id;
+        Span::current().record("invitation_id", display(invitation_id));
         let mut u = user.value.clone();
         u.active_invitation = None;
         let mut i = inv.value.clone();
@@ -896,8 +959,23 @@ impl GuestPass {
     /// # Errors
     ///
     /// [`Error::Store`] when the store fails.
+    #[tracing::instrument(
+        skip_all,
+        fields(step = "purge", limit = limit, flows = Empty, tickets = Empty, outcome = Empty)
+    )]
     pub async fn purge_expired(&self, now: OffsetDateTime, limit: u32) -> Result<PurgeReport, Error> {
-        Ok(self.inner.store.purge_expired(now, limit).await?)
+        let result = self
+            .inner
+            .store
+            .purge_expired(now, limit)
+            .await
+            .map_err(Error::from);
+        if let Ok(report) = &result {
+            let span = Span::current();
+            span.record("flows", report.flows);
+            span.record("tickets", report.tickets);
+        }
+        self.observed(result, |_| "purged")
     }
 
     /// Loads an invitation with its user (and the user's passcode counters)
@@ -956,6 +1034,7 @@ impl GuestPass {
     async fn redeemable_ticket(&self, token: &str) -> Result<(ticket::VerifiedTicket, Redeemable), Error> {
         let cfg = &self.inner.config;
         let verified = ticket::verify(&cfg.keys, &cfg.tenant_id, token, self.now())?;
+        Span::current().record("invitation_id", display(verified.invitation_id));
         let r = self
             .redeemable(verified.invitation_id, &verified.verifier_hash())
             .await?;
@@ -980,7 +1059,14 @@ impl GuestPass {
     /// # Errors
     ///
     /// [`Error::Ticket`] when the ticket is bad, expired or no longer valid.
+    #[tracing::instrument(skip_all, fields(step = "view_redemption", invitation_id = Empty, outcome = Empty))]
     pub async fn view_redemption(&self, ticket: &str) -> Result<RedemptionView, Error> {
+        let result = Box::pin(self.view_redemption_step(ticket)).await;
+        self.observed(result, |_| "viewed")
+    }
+
+    /// [`view_redemption`](Self::view_redemption) without its span.
+    async fn view_redemption_step(&self, ticket: &str) -> Result<RedemptionView, Error> {
         let (_, r) = self.redeemable_ticket(ticket).await?;
         let cfg = &self.inner.config;
         Ok(RedemptionView {
@@ -1032,7 +1118,22 @@ impl GuestPass {
     /// # Errors
     ///
     /// As [`start_redemption`](Self::start_redemption).
+    #[tracing::instrument(
+        skip_all,
+        fields(step = "start_redemption", flow_id = Empty, invitation_id = Empty, outcome = Empty)
+    )]
     pub async fn start_redemption_from(
+        &self,
+        ticket: &str,
+        context: SignInContext,
+    ) -> Result<RedemptionStarted, Error> {
+        let result = Box::pin(self.start_redemption_step(ticket, context)).await;
+        self.observed(result, |started| redemption_outcome(&started.step))
+    }
+
+    /// [`start_redemption_from`](Self::start_redemption_from) without its
+    /// span.
+    async fn start_redemption_step(
         &self,
         ticket: &str,
         context: SignInContext,
@@ -1063,6 +1164,7 @@ impl GuestPass {
             created_at: now,
             expires_at: now.saturating_add(cfg.session_lifetime),
         };
+        Span::current().record("flow_id", display(record.id));
         let to = r.user.value.user.mail.clone().ok_or(TicketError::NoLongerValid)?;
         let key = to.comparison_key().to_owned();
         let step = match self.redemption_choice(&r.user.value, &to) {
@@ -1079,6 +1181,7 @@ impl GuestPass {
                 .await?
             }
         };
+        Metrics::inc(&self.inner.metrics.redemptions_started);
         Ok(RedemptionStarted {
             handle,
             step: step.page,
@@ -1152,6 +1255,7 @@ impl GuestPass {
                     && f.value.handle_hash == hash
                     && f.value.redemption.is_some() =>
             {
+                Span::current().record("flow_id", display(f.value.id));
                 Ok((f, records))
             }
             _ => Err(RedemptionError::UnknownSession.into()),
@@ -1226,6 +1330,7 @@ impl GuestPass {
             record.state,
             FlowState::TermsOfUse { .. } | FlowState::AccessTerms { .. }
         );
+        let before = record.state.clone();
         let mut inputs =
             std::collections::VecDeque::from([input(throttle.as_ref().map(|t| t.value.clone()))]);
         let mut effects = Vec::new();
@@ -1354,6 +1459,15 @@ impl GuestPass {
             expect,
         });
         self.inner.store.commit(batch).await?;
+        self.count_redemption_step(
+            &before,
+            &record.state,
+            &reports,
+            refused.as_ref(),
+            authenticator_refused.is_some(),
+            failures,
+            redeemed.is_some(),
+        );
         let user_id = Some(r.user.value.user.id);
         for report in reports {
             self.audit(
@@ -1366,8 +1480,9 @@ impl GuestPass {
             .await;
         }
         let invitation_id = r.invitation.value.invitation.id;
-        let mut page = match (redirect, &record.state) {
-            (Some(url), FlowState::AwaitingFederation { pending }) => RedemptionStep::SignInWith {
+        let mut page = match (redirect, &record.state, &redeemed) {
+            (_, _, Some(done)) => RedemptionStep::Redeemed(Box::new(done.clone())),
+            (Some(url), FlowState::AwaitingFederation { pending }, None) => RedemptionStep::SignInWith {
                 provider: pending.provider_id.clone(),
                 url: url.into(),
             },
@@ -1376,7 +1491,10 @@ impl GuestPass {
         if let Some(message) = mail {
             let sent_to = message.to.address.to_string();
             match self.inner.mail.send(&message).await {
-                Ok(()) => self.audit(user_id, AuditKind::PasscodeSent).await,
+                Ok(()) => {
+                    Metrics::inc(&self.inner.metrics.passcodes_sent);
+                    self.audit(user_id, AuditKind::PasscodeSent).await;
+                }
                 Err(reason) => {
                     // Recorded with the flow, so a reload shows it too. The
                     // send stays reserved; the write is best effort (a
@@ -1443,7 +1561,65 @@ impl GuestPass {
         Ok(Stepped { page, redeemed })
     }
 
-    /// The page for a redemption flow at `state`, from what the flow holds.
+    /// Counts a stored redemption step that moved a flow from `before` to
+    /// `after`: its access decisions, refused codes, a lockout it began
+    /// (`failures`: the address's consecutive failures it stored), the
+    /// step-up and how the redemption ended.
+    #[allow(clippy::too_many_arguments)]
+    fn count_redemption_step(
+        &self,
+        before: &FlowState,
+        after: &FlowState,
+        reports: &[crate::flow::access::AccessReport],
+        refused: Option<&PasscodeError>,
+        authenticator_refused: bool,
+        failures: Option<u32>,
+        redeemed: bool,
+    ) {
+        let m = &self.inner.metrics;
+        for report in reports {
+            m.access(report);
+        }
+        if refused.is_some() {
+            Metrics::inc(&m.passcodes_refused);
+        }
+        if refused == Some(&PasscodeError::AddressLocked)
+            && failures == Some(self.inner.config.passcode.max_consecutive_failures)
+        {
+            Metrics::inc(&m.passcodes_locked);
+        }
+        self.count_step_up(before, after, refused.is_some() || authenticator_refused);
+        if redeemed {
+            Metrics::inc(&m.redemptions_completed);
+        } else if !before.is_final() {
+            match after {
+                FlowState::Blocked { .. } => Metrics::inc(&m.redemptions_blocked),
+                FlowState::Declined => Metrics::inc(&m.redemptions_declined),
+                _ => {}
+            }
+        }
+    }
+
+    /// Counts the step-up of a stored step that moved a flow from `before`
+    /// to `after` (`code_refused`: it refused a step-up code).
+    fn count_step_up(&self, before: &FlowState, after: &FlowState, code_refused: bool) {
+        let m = &self.inner.metrics;
+        let was = matches!(before, FlowState::StepUp { .. });
+        let is = matches!(after, FlowState::StepUp { .. });
+        if !was && is {
+            Metrics::inc(&m.step_ups_required);
+        }
+        if was && !is && !matches!(after, FlowState::Blocked { .. }) {
+            Metrics::inc(&m.step_ups_passed);
+        }
+        if was && code_refused {
+            Metrics::inc(&m.step_ups_failed);
+        }
+    }
+
+    /// The page for a redemption flow at `state`, from what the flow holds
+    /// (a completed flow's page is built with its user:
+    /// [`redeemed_page`](Self::redeemed_page)).
     fn redemption_page(&self, state: &FlowState) -> Result<RedemptionStep, Error> {
         let cfg = &self.inner.config;
         Ok(match state {
@@ -1498,7 +1674,12 @@ impl GuestPass {
             FlowState::Blocked { message } => RedemptionStep::Blocked {
                 message: message.clone(),
             },
-            FlowState::Completed { .. } => RedemptionStep::Redeemed,
+            FlowState::Completed { .. } => {
+                return Err(Internal::Corrupt(
+                    "a completed redemption's page was asked for without its user".to_owned(),
+                )
+                .into());
+            }
             FlowState::Declined => RedemptionStep::Declined,
             other => {
                 return Err(Internal::Corrupt(format!(
@@ -1646,7 +1827,23 @@ impl GuestPass {
     /// [`FlowError::EmailNotVerified`](machine::FlowError::EmailNotVerified)
     /// for an identity that may not redeem, [`Error::Store`] on a
     /// concurrent change.
+    #[tracing::instrument(
+        skip_all,
+        fields(step = "federation_callback", provider = Empty, flow_id = Empty, outcome = Empty)
+    )]
     pub async fn redemption_callback(
+        &self,
+        handle: &str,
+        provider_id: &str,
+        query: &str,
+    ) -> Result<RedemptionStep, Error> {
+        record_provider(provider_id);
+        let result = Box::pin(self.redemption_callback_step(handle, provider_id, query)).await;
+        self.observed(result, redemption_outcome)
+    }
+
+    /// [`redemption_callback`](Self::redemption_callback) without its span.
+    async fn redemption_callback_step(
         &self,
         handle: &str,
         provider_id: &str,
@@ -1690,10 +1887,14 @@ impl GuestPass {
 
     /// The invitation's redirect URL, if it is still registered.
     fn registered_redirect(&self, inv: &InvitationRecord) -> Result<url::Url, Error> {
-        let redirect = &inv.invitation.invite_redirect_url;
+        self.registered_url(&inv.invitation.invite_redirect_url)
+    }
+
+    /// `redirect`, if it is one of the registered redirect URLs (exactly).
+    fn registered_url(&self, redirect: &str) -> Result<url::Url, Error> {
         if !self.inner.config.redirect_urls.iter().any(|u| u == redirect) {
             return Err(InputError::RedirectNotRegistered {
-                url: redirect.clone(),
+                url: redirect.to_owned(),
             }
             .into());
         }
@@ -1708,20 +1909,58 @@ impl GuestPass {
 
     /// Where a redemption flow is, for a page (re)load: the step to show,
     /// from what the flow holds. Changes nothing. A finished redemption
-    /// (redeemed or declined) shows its end until it is purged.
+    /// (redeemed, declined or blocked) shows its end until it is purged. A
+    /// redeemed flow shows [`RedemptionStep::Redeemed`] as the step that
+    /// completed it did, with the user as stored now and the invitation's
+    /// redirect URL, checked against the registered ones again.
     ///
     /// # Errors
     ///
     /// [`Error::Redemption`] for an unknown (or purged) flow and for an
     /// expired unfinished one, [`Error::Ticket`] when the invitation of an
-    /// unfinished flow was revoked, replaced or redeemed meanwhile.
+    /// unfinished flow was revoked, replaced or redeemed meanwhile; for a
+    /// redeemed flow, [`Error::NotFound`] when its user was deleted since
+    /// and [`Error::Input`] when its redirect URL is no longer registered.
+    #[tracing::instrument(skip_all, fields(step = "view", flow_id = Empty, outcome = Empty))]
     pub async fn redemption_step(&self, handle: &str) -> Result<RedemptionStep, Error> {
+        let result = Box::pin(self.redemption_step_view(handle)).await;
+        self.observed(result, redemption_outcome)
+    }
+
+    /// [`redemption_step`](Self::redemption_step) without its span.
+    async fn redemption_step_view(&self, handle: &str) -> Result<RedemptionStep, Error> {
         let (flow, records) = self.read_redemption(handle).await?;
+        if let FlowState::Completed { user_id, .. } = &flow.value.state {
+            return self.redeemed_page(&flow.value, records, *user_id).await;
+        }
         if flow.value.state.is_final() {
             return self.redemption_page(&flow.value.state);
         }
         let live = self.check_live(flow, records, "a live step", |_| true)?;
         self.redemption_page(&live.flow.value.state)
+    }
+
+    /// The page of a redeemed `flow` on reload: its user (`user_id`, as
+    /// `records` hold it or as stored now) and its redirect URL, if still
+    /// registered.
+    async fn redeemed_page(
+        &self,
+        flow: &FlowRecord,
+        records: RedemptionRecords,
+        user_id: Id,
+    ) -> Result<RedemptionStep, Error> {
+        let user = match records.user.filter(|u| u.value.user.id == user_id) {
+            Some(u) => Some(u),
+            None => self.inner.store.user(self.tenant(), user_id).await?,
+        };
+        let user = user
+            .filter(|u| u.value.user.id == user_id)
+            .ok_or(Error::NotFound { what: "user" })?;
+        let redirect_url = self.registered_url(&flow.redirect_uri)?;
+        Ok(RedemptionStep::Redeemed(Box::new(Redeemed {
+            user: user.value.user,
+            redirect_url,
+        })))
     }
 
     /// Mails a new passcode for a redemption waiting for one; the earlier
@@ -1732,7 +1971,14 @@ impl GuestPass {
     /// [`Error::Redemption`] for an unknown, expired or advanced flow,
     /// [`Error::Ticket`] when the invitation was revoked, replaced or
     /// redeemed meanwhile, [`Error::Passcode`] when rate limited or locked.
+    #[tracing::instrument(skip_all, fields(step = "resend_passcode", flow_id = Empty, outcome = Empty))]
     pub async fn resend_passcode(&self, handle: &str) -> Result<RedemptionStep, Error> {
+        let result = Box::pin(self.resend_passcode_step(handle)).await;
+        self.observed(result, redemption_outcome)
+    }
+
+    /// [`resend_passcode`](Self::resend_passcode) without its span.
+    async fn resend_passcode_step(&self, handle: &str) -> Result<RedemptionStep, Error> {
         let LiveRedemption { flow, redeemable } = self
             .live_redemption(handle, "passcode", |s| {
                 matches!(s, FlowState::AwaitingPasscode { .. })
@@ -1765,7 +2011,14 @@ impl GuestPass {
     /// [`Error::Ticket`] when the invitation was revoked, replaced or
     /// redeemed meanwhile, [`Error::Store`] on a concurrent attempt (try
     /// again).
+    #[tracing::instrument(skip_all, fields(step = "passcode", flow_id = Empty, outcome = Empty))]
     pub async fn submit_passcode(&self, handle: &str, code: &str) -> Result<RedemptionStep, Error> {
+        let result = Box::pin(self.submit_passcode_step(handle, code)).await;
+        self.observed(result, redemption_outcome)
+    }
+
+    /// [`submit_passcode`](Self::submit_passcode) without its span.
+    async fn submit_passcode_step(&self, handle: &str, code: &str) -> Result<RedemptionStep, Error> {
         let LiveRedemption { flow, redeemable } = self
             .live_redemption(handle, "passcode", |s| {
                 matches!(s, FlowState::AwaitingPasscode { .. })
@@ -1802,19 +2055,24 @@ impl GuestPass {
     /// flow, [`Error::Ticket`] when the invitation was revoked, replaced
     /// or redeemed meanwhile, [`Error::Input`] when the redirect URL is no
     /// longer registered, [`Error::Store`] when another finish won.
+    #[tracing::instrument(
+        skip_all,
+        fields(step = "consent", accept = decision == ConsentDecision::Accept, flow_id = Empty, outcome = Empty)
+    )]
     pub async fn finish_redemption(
         &self,
         handle: &str,
         decision: ConsentDecision,
     ) -> Result<Finished, Error> {
         let accept = decision == ConsentDecision::Accept;
-        self.answer(
+        let result = Box::pin(self.answer(
             handle,
             "consent",
             |s| matches!(s, FlowState::Consent { .. }),
             move |_| FlowInput::Consent { accept },
-        )
-        .await
+        ))
+        .await;
+        self.observed(result, finished_outcome)
     }
 
     /// Answers the terms-of-use page that follows consent when the tenant
@@ -1827,19 +2085,24 @@ impl GuestPass {
     ///
     /// As [`finish_redemption`](Self::finish_redemption), with
     /// [`Error::Redemption`] when the flow is not at the terms of use.
+    #[tracing::instrument(
+        skip_all,
+        fields(step = "terms", accept = decision == ConsentDecision::Accept, flow_id = Empty, outcome = Empty)
+    )]
     pub async fn answer_terms_of_use(
         &self,
         handle: &str,
         decision: ConsentDecision,
     ) -> Result<Finished, Error> {
         let accept = decision == ConsentDecision::Accept;
-        self.answer(
+        let result = Box::pin(self.answer(
             handle,
             "termsOfUse",
             |s| matches!(s, FlowState::TermsOfUse { .. } | FlowState::AccessTerms { .. }),
             move |_| FlowInput::AnswerTerms { accept },
-        )
-        .await
+        ))
+        .await;
+        self.observed(result, finished_outcome)
     }
 
     /// Picks the multi-factor step-up method for a redemption that
@@ -1902,7 +2165,8 @@ impl GuestPass {
     /// let app = TotpSecret::from_base32(secret.expose())?;
     /// let now = time::OffsetDateTime::now_utc();
     /// let step = gp.submit_step_up_code(handle, &app.code_at_step(step_at(now))).await?;
-    /// assert_eq!(step, RedemptionStep::Redeemed);
+    /// let RedemptionStep::Redeemed(done) = step else { panic!("expected the redemption") };
+    /// assert_eq!(done.redirect_url.as_str(), "https://app.contoso.example/");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// # }).unwrap();
     /// # }
@@ -1913,7 +2177,17 @@ impl GuestPass {
     /// [`Error::Flow`] when the method is not offered for this sign-in,
     /// [`Error::Passcode`] when no code may be sent now, and as
     /// [`submit_passcode`](Self::submit_passcode).
+    #[tracing::instrument(
+        skip_all,
+        fields(step = "step_up_method", method = method.as_str(), flow_id = Empty, outcome = Empty)
+    )]
     pub async fn choose_step_up(&self, handle: &str, method: StepUpMethod) -> Result<RedemptionStep, Error> {
+        let result = Box::pin(self.choose_step_up_step(handle, method)).await;
+        self.observed(result, redemption_outcome)
+    }
+
+    /// [`choose_step_up`](Self::choose_step_up) without its span.
+    async fn choose_step_up_step(&self, handle: &str, method: StepUpMethod) -> Result<RedemptionStep, Error> {
         let LiveRedemption { flow, redeemable } = self
             .live_redemption(handle, "stepUp", |s| matches!(s, FlowState::StepUp { .. }))
             .await?;
@@ -1938,7 +2212,8 @@ impl GuestPass {
     /// Checks a step-up code (emailed, or from the authenticator app) of a
     /// redemption. When nothing else is missing the redemption completes
     /// (exactly once, as [`finish_redemption`](Self::finish_redemption)):
-    /// the page is then [`RedemptionStep::Redeemed`], and
+    /// the page is then [`RedemptionStep::Redeemed`] with the accepted user
+    /// and the invitation's registered redirect URL, and
     /// [`redemption_step`](Self::redemption_step) shows it on reload.
     ///
     /// # Errors
@@ -1947,7 +2222,14 @@ impl GuestPass {
     /// a refused authenticator code (wrong, or already used; counted, at
     /// most [`MAX_AUTHENTICATOR_ATTEMPTS`](crate::flow::access::MAX_AUTHENTICATOR_ATTEMPTS)
     /// per flow), and as [`submit_passcode`](Self::submit_passcode).
+    #[tracing::instrument(skip_all, fields(step = "step_up_code", flow_id = Empty, outcome = Empty))]
     pub async fn submit_step_up_code(&self, handle: &str, code: &str) -> Result<RedemptionStep, Error> {
+        let result = Box::pin(self.submit_step_up_code_step(handle, code)).await;
+        self.observed(result, redemption_outcome)
+    }
+
+    /// [`submit_step_up_code`](Self::submit_step_up_code) without its span.
+    async fn submit_step_up_code_step(&self, handle: &str, code: &str) -> Result<RedemptionStep, Error> {
         let LiveRedemption { flow, redeemable } = self
             .live_redemption(handle, "stepUp", |s| matches!(s, FlowState::StepUp { .. }))
             .await?;
@@ -2017,6 +2299,41 @@ fn as_redemption_error(e: Error, actual: &'static str) -> Error {
         }
         .into(),
         other => other,
+    }
+}
+
+/// The outcome a redemption step's span records for the page it leads to.
+fn redemption_outcome(step: &RedemptionStep) -> &'static str {
+    match step {
+        RedemptionStep::EnterPasscode { .. } => "enter_passcode",
+        RedemptionStep::PasscodeNotDelivered { .. } => "passcode_not_delivered",
+        RedemptionStep::Consent { .. } => "consent",
+        RedemptionStep::TermsOfUse { .. } => "terms_of_use",
+        RedemptionStep::SignInWith { .. } => "sign_in_with",
+        RedemptionStep::AwaitingSignIn { .. } => "awaiting_sign_in",
+        RedemptionStep::StepUp(_) => "step_up",
+        RedemptionStep::Blocked { .. } => "blocked",
+        RedemptionStep::Redeemed(_) => "redeemed",
+        RedemptionStep::Declined => "declined",
+    }
+}
+
+/// The outcome a consent or terms answer's span records.
+fn finished_outcome(finished: &Finished) -> &'static str {
+    match finished {
+        Finished::Redeemed(_) => "redeemed",
+        Finished::Declined => "declined",
+        Finished::TermsOfUse { .. } => "terms_of_use",
+        Finished::StepUp(_) => "step_up",
+        Finished::Blocked { .. } => "blocked",
+    }
+}
+
+/// Records a federated provider's id on the current span, when it is a
+/// well-formed provider id (a callback's path may carry anything).
+fn record_provider(provider_id: &str) {
+    if crate::flow::config::is_provider_id(provider_id) {
+        Span::current().record("provider", provider_id);
     }
 }
 

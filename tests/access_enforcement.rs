@@ -393,12 +393,13 @@ async fn mfa_for_guests_enrols_an_authenticator_before_the_redemption_completes(
     let step = totp::step_at(h.now());
     let code = secret.code_at_step(step);
     let out = h.gp.submit_step_up_code(&handle, &code).await.unwrap();
-    assert_eq!(out, RedemptionStep::Redeemed);
+    let RedemptionStep::Redeemed(done) = &out else {
+        panic!("expected the redemption, got {out:?}");
+    };
+    assert_eq!(done.user.id, user_id);
+    assert_eq!(done.redirect_url.as_str(), REDIRECT);
     assert_eq!(h.session_step(&handle).await, "completed");
-    assert_eq!(
-        h.gp.redemption_step(&handle).await.unwrap(),
-        RedemptionStep::Redeemed
-    );
+    assert_eq!(h.gp.redemption_step(&handle).await.unwrap(), out);
 
     let user = assert_redeemed(&h, invitation_id, user_id).await;
     let enrolled = user.authenticator.as_ref().expect("the authenticator is stored");
@@ -1317,7 +1318,10 @@ async fn accepting_the_tenant_terms_before_a_step_up_is_recorded_and_not_audited
         h.gp.submit_step_up_code(&handle, &secret.code_at_step(step))
             .await
             .unwrap();
-    assert_eq!(out, RedemptionStep::Redeemed);
+    assert!(
+        matches!(&out, RedemptionStep::Redeemed(done) if done.user.id == user_id && done.redirect_url.as_str() == REDIRECT),
+        "{out:?}"
+    );
     let user = assert_redeemed(&h, invitation_id, user_id).await;
     assert_eq!(
         user.user.agreement_acceptances,

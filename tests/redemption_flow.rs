@@ -279,7 +279,11 @@ async fn a_reload_shows_the_current_step_and_changes_nothing() {
         .unchanged("reload", h.gp.redemption_step(&handle))
         .await
         .unwrap();
-    assert_eq!(step, RedemptionStep::Redeemed);
+    let RedemptionStep::Redeemed(done) = &step else {
+        panic!("expected the redemption, got {step:?}");
+    };
+    assert_eq!(done.redirect_url.as_str(), REDIRECT);
+    assert_eq!(done.user.external_user_state, Some(ExternalUserState::Accepted));
     for bad in ["", "nope", &"x".repeat(65)] {
         h.fails_unchanged_with(
             "reload of an unknown handle",

@@ -114,8 +114,13 @@ pub enum RedemptionStep {
         /// What to tell the guest.
         message: String,
     },
-    /// The redemption is complete (a reload after the last step).
-    Redeemed,
+    /// The redemption is complete: the step that completed it (an accepted
+    /// step-up code, say) hands back the accepted user and the
+    /// invitation's registered redirect URL to send the browser to, as
+    /// [`Finished::Redeemed`] does. A reload of the finished flow
+    /// ([`GuestPass::redemption_step`](crate::GuestPass::redemption_step))
+    /// shows the same, with the user as stored then.
+    Redeemed(Box<Redeemed>),
     /// The guest declined; the invitation stays pending (a reload after a
     /// decline).
     Declined,

@@ -38,6 +38,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ring::hmac;
 use serde_json::Value;
+use tracing::Span;
+use tracing::field::{Empty, display};
 use url::Url;
 
 use super::GuestPass;
@@ -60,6 +62,7 @@ use crate::id::Id;
 use crate::invitation::Inviter;
 use crate::mail::templates::{Language, render_passcode};
 use crate::mail::{Mailbox, Message, MessageKind};
+use crate::metrics::Metrics;
 use crate::policy::InviterRole;
 use crate::random;
 use crate::secret::{Digest, SecretString, constant_time_eq};
@@ -467,7 +470,17 @@ impl GuestPass {
     /// `state` or `ui_locales`, [`Denied::SelfServiceSignUpDisabled`] when
     /// the collaboration settings turn sign-up off, [`Error::Store`] when
     /// the store fails.
+    #[tracing::instrument(
+        skip_all,
+        fields(step = "start_sign_up", flow_id = Empty, client_id = Empty, user_flow = Empty, outcome = Empty)
+    )]
     pub async fn start_sign_up(&self, request: SignUpRequest) -> Result<FlowStarted, Error> {
+        let result = Box::pin(self.start_sign_up_step(request)).await;
+        self.observed(result, |started| page_outcome(&started.page))
+    }
+
+    /// [`start_sign_up`](Self::start_sign_up) without its span.
+    async fn start_sign_up_step(&self, request: SignUpRequest) -> Result<FlowStarted, Error> {
         let cfg = &self.inner.config;
         if !cfg.collaboration.self_service_sign_up_enabled {
             return Err(Denied::SelfServiceSignUpDisabled.into());
@@ -480,6 +493,9 @@ impl GuestPass {
             .sign_up
             .flow_for_application(&app.client_id)
             .ok_or_else(unknown)?;
+        let span = Span::current();
+        span.record("client_id", app.client_id.as_str());
+        span.record("user_flow", uf.id());
         if !app.redirect_uris.contains(&request.redirect_uri) {
             return Err(FlowError::RedirectNotRegistered {
                 uri: quote(&request.redirect_uri),
@@ -512,6 +528,7 @@ impl GuestPass {
             created_at: now,
             expires_at: now.saturating_add(uf.lifetime()),
         };
+        span.record("flow_id", display(record.id));
         self.inner
             .store
             .commit(WriteBatch::new().with(Write::Flow {
@@ -519,6 +536,7 @@ impl GuestPass {
                 expect: Expect::Absent,
             }))
             .await?;
+        Metrics::inc(&self.inner.metrics.sign_ups_started);
         let page = self.page(uf, &record, 1, None, None)?;
         Ok(FlowStarted { handle, page })
     }
@@ -536,6 +554,7 @@ impl GuestPass {
                     && f.value.handle_hash == hash
                     && f.value.redemption.is_none() =>
             {
+                Span::current().record("flow_id", display(f.value.id));
                 Ok(f)
             }
             _ => Err(FlowError::UnknownFlow.into()),
@@ -548,7 +567,14 @@ impl GuestPass {
     ///
     /// [`FlowError::UnknownFlow`] for an unknown handle,
     /// [`FlowError::Expired`] for an expired flow, [`Error::Store`].
+    #[tracing::instrument(skip_all, fields(step = "view_flow", flow_id = Empty, outcome = Empty))]
     pub async fn view_flow(&self, handle: &str) -> Result<FlowPage, Error> {
+        let result = Box::pin(self.view_flow_step(handle)).await;
+        self.observed(result, page_outcome)
+    }
+
+    /// [`view_flow`](Self::view_flow) without its span.
+    async fn view_flow_step(&self, handle: &str) -> Result<FlowPage, Error> {
         let flow = self.live_flow(handle).await?;
         if !flow.value.state.is_final() && self.now() >= flow.value.expires_at {
             return Err(FlowError::Expired.into());
@@ -580,7 +606,22 @@ impl GuestPass {
     /// sign up, [`Error::Passcode`] when a code may not be sent now or the
     /// address is locked, [`Error::Store`] on a concurrent change (the
     /// other submission won: reload the page).
+    #[tracing::instrument(
+        skip_all,
+        fields(step = "advance_flow", action = action.kind(), flow_id = Empty, outcome = Empty)
+    )]
     pub async fn advance_flow(
+        &self,
+        handle: &str,
+        csrf: &str,
+        action: FlowAction,
+    ) -> Result<FlowPage, Error> {
+        let result = Box::pin(self.advance_flow_step(handle, csrf, action)).await;
+        self.observed(result, page_outcome)
+    }
+
+    /// [`advance_flow`](Self::advance_flow) without its span.
+    async fn advance_flow_step(
         &self,
         handle: &str,
         csrf: &str,
@@ -755,7 +796,23 @@ impl GuestPass {
     /// [`Error::Idp`] for a callback or token the provider refused,
     /// [`FlowError::EmailNotVerified`] when the provider shared no verified
     /// address, [`Error::Store`] on a concurrent change.
+    #[tracing::instrument(
+        skip_all,
+        fields(step = "sign_up_callback", provider = Empty, flow_id = Empty, outcome = Empty)
+    )]
     pub async fn sign_up_callback(
+        &self,
+        handle: &str,
+        provider_id: &str,
+        query: &str,
+    ) -> Result<FlowPage, Error> {
+        super::record_provider(provider_id);
+        let result = Box::pin(self.sign_up_callback_step(handle, provider_id, query)).await;
+        self.observed(result, page_outcome)
+    }
+
+    /// [`sign_up_callback`](Self::sign_up_callback) without its span.
+    async fn sign_up_callback_step(
         &self,
         handle: &str,
         provider_id: &str,
@@ -850,7 +907,36 @@ impl GuestPass {
             }
             Err(e) => return Err(e),
         };
+        self.count_sign_up_step(&flow.value.state, &driven);
         self.after_commit(uf, driven, version + 1).await
+    }
+
+    /// Counts a stored sign-up step that moved a flow from `before` to
+    /// `driven`'s state: its access decisions, a refused code, a lockout it
+    /// began and the step-up (how the flow ended is counted with its
+    /// audit, in [`after_commit`](Self::after_commit)).
+    fn count_sign_up_step(&self, before: &FlowState, driven: &Driven) {
+        let m = &self.inner.metrics;
+        for report in &driven.reports {
+            m.access(report);
+        }
+        if driven.refused.is_some() {
+            Metrics::inc(&m.passcodes_refused);
+        }
+        let limit = self.inner.config.passcode.max_consecutive_failures;
+        if driven.refused == Some(PasscodeError::AddressLocked)
+            && driven
+                .throttles
+                .iter()
+                .any(|(t, _)| t.consecutive_failures == limit)
+        {
+            Metrics::inc(&m.passcodes_locked);
+        }
+        self.count_step_up(
+            before,
+            &driven.record.state,
+            driven.refused.is_some() || driven.authenticator_refused.is_some(),
+        );
     }
 
     async fn drive(
@@ -1000,6 +1086,7 @@ impl GuestPass {
                 expect: Expect::Version(flow.version),
             }))
             .await?;
+        Metrics::inc(&self.inner.metrics.sign_ups_blocked);
         self.audit(None, AuditKind::SignUpBlocked { flow_id: record.id })
             .await;
         self.page(uf, &record, flow.version + 1, None, None)
@@ -1119,6 +1206,15 @@ impl GuestPass {
             self.audit(subject, AuditKind::AccessEvaluated { flow_id, report })
                 .await;
         }
+        let m = &self.inner.metrics;
+        match &record.state {
+            FlowState::Completed { signed_in: true, .. } => Metrics::inc(&m.sign_ups_signed_in),
+            FlowState::Completed { signed_in: false, .. } => Metrics::inc(&m.sign_ups_completed),
+            FlowState::AwaitingApproval { .. } => Metrics::inc(&m.sign_ups_held),
+            FlowState::Blocked { .. } => Metrics::inc(&m.sign_ups_blocked),
+            FlowState::Denied { .. } => Metrics::inc(&m.sign_ups_denied),
+            _ => {}
+        }
         match &record.state {
             FlowState::Completed { user_id, signed_in } => {
                 let kind = if *signed_in {
@@ -1192,6 +1288,7 @@ impl GuestPass {
         };
         match self.inner.mail.send(&message).await {
             Ok(()) => {
+                Metrics::inc(&self.inner.metrics.passcodes_sent);
                 self.audit(None, AuditKind::PasscodeSent).await;
                 true
             }
@@ -1443,8 +1540,10 @@ impl GuestPass {
     /// [`Denied::AdminOnly`], [`Error::NotFound`] for an unknown flow,
     /// [`FlowError::NotAwaitingApproval`] when it is not held,
     /// [`FlowError::Expired`], [`Error::Store`] on a concurrent decision.
+    #[tracing::instrument(skip_all, fields(step = "approve_sign_up", flow_id = %flow_id, outcome = Empty))]
     pub async fn approve_sign_up(&self, admin: &Inviter, flow_id: Id) -> Result<(), Error> {
-        self.decide(admin, flow_id, true, None).await
+        let result = Box::pin(self.decide(admin, flow_id, true, None)).await;
+        self.observed(result, |()| "approved")
     }
 
     /// Denies a held sign-up; the person sees `message` (or the flow's
@@ -1454,7 +1553,19 @@ impl GuestPass {
     ///
     /// As [`GuestPass::approve_sign_up`], and [`Error::Input`] for a message
     /// longer than 1024 characters or with control characters.
+    #[tracing::instrument(skip_all, fields(step = "deny_sign_up", flow_id = %flow_id, outcome = Empty))]
     pub async fn deny_sign_up(
+        &self,
+        admin: &Inviter,
+        flow_id: Id,
+        message: Option<String>,
+    ) -> Result<(), Error> {
+        let result = Box::pin(self.deny_sign_up_step(admin, flow_id, message)).await;
+        self.observed(result, |()| "denied")
+    }
+
+    /// [`deny_sign_up`](Self::deny_sign_up) without its span.
+    async fn deny_sign_up_step(
         &self,
         admin: &Inviter,
         flow_id: Id,
@@ -1498,6 +1609,9 @@ impl GuestPass {
             )
             .await?;
         self.commit_driven(&driven, flow.version).await?;
+        if matches!(driven.record.state, FlowState::Denied { .. }) {
+            Metrics::inc(&self.inner.metrics.sign_ups_denied);
+        }
         let kind = if approve {
             AuditKind::SignUpApproved {
                 flow_id,
@@ -1517,6 +1631,49 @@ impl GuestPass {
     /// document to publish (`None` without token keys).
     pub fn jwks(&self) -> Option<token::Jwks> {
         self.inner.config.token_keys.as_ref().map(token::TokenKeys::jwks)
+    }
+}
+
+impl FlowAction {
+    /// The action's kind, without what the person typed: `chooseProvider`,
+    /// `submitEmail`, `resendPasscode`, `submitPasscode`,
+    /// `submitAttributes`, `resume`, `chooseStepUp`, `submitStepUpCode`,
+    /// `answerTerms`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            FlowAction::ChooseProvider(_) => "chooseProvider",
+            FlowAction::SubmitEmail(_) => "submitEmail",
+            FlowAction::ResendPasscode => "resendPasscode",
+            FlowAction::SubmitPasscode(_) => "submitPasscode",
+            FlowAction::SubmitAttributes(_) => "submitAttributes",
+            FlowAction::Resume => "resume",
+            FlowAction::ChooseStepUp(_) => "chooseStepUp",
+            FlowAction::SubmitStepUpCode(_) => "submitStepUpCode",
+            FlowAction::AnswerTerms(_) => "answerTerms",
+        }
+    }
+}
+
+/// The outcome a sign-up step's span records for the page it leads to.
+fn page_outcome(page: &FlowPage) -> &'static str {
+    match &page.step {
+        FlowStep::ChooseProvider { .. } => "choose_provider",
+        FlowStep::SignInWith { .. } => "sign_in_with",
+        FlowStep::AwaitingSignIn { .. } => "awaiting_sign_in",
+        FlowStep::EnterEmail { .. } => "enter_email",
+        FlowStep::EnterPasscode { refused: Some(_), .. } => "passcode_refused",
+        FlowStep::EnterPasscode { .. } => "enter_passcode",
+        FlowStep::CollectAttributes { .. } => "collect_attributes",
+        FlowStep::AwaitingApproval { .. } => "awaiting_approval",
+        FlowStep::Approved { .. } => "approved",
+        FlowStep::Completed(c) if c.signed_in => "signed_in",
+        FlowStep::Completed(_) => "signed_up",
+        FlowStep::AlreadyCompleted => "already_completed",
+        FlowStep::Blocked { .. } => "blocked",
+        FlowStep::Denied { .. } => "denied",
+        FlowStep::StepUp { refused: Some(_), .. } => "passcode_refused",
+        FlowStep::StepUp { .. } => "step_up",
+        FlowStep::TermsOfUse { .. } => "terms_of_use",
     }
 }
 

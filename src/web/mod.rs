@@ -14,6 +14,12 @@
 //! | `GET /openapi.json` | the OpenAPI document of the admin API ([`crate::graph::openapi::document`]) |
 //! | `GET /.well-known/jwks.json` | the public keys of completion tokens, when token keys are configured |
 //! | `/redeem`, `/redeem/...`, `/federation/callback/{provider_id}` | the redemption pages ([`pages`]) |
+//! | `GET /signup?client_id=…&redirect_uri=…&state=…&nonce=…&ui_locales=…` | starts a sign-up or sign-in flow ([`signup_pages`]) |
+//! | `GET /signup/step`, `POST /signup/step` | the flow's pages and forms, ending in a `form_post` of the completion token ([`signup_pages`]) |
+//!
+//! A host that signs its own users in with guestpass merges the routes of
+//! a [`session::AppSession`] too (sign-in start, completion callback,
+//! sign-out) and reads the signed-in user with [`session::SignedInUser`].
 //!
 //! The admin API is the transport-independent core in [`crate::graph`]
 //! bound to HTTP: bearer tokens from [`AdminTokenIssuer`], Graph's error
@@ -27,7 +33,9 @@
 //!   `X-Frame-Options: DENY`, `X-Content-Type-Options: nosniff` and
 //!   `Referrer-Policy: no-referrer` (token pages must not leak their URL,
 //!   invariant 4), and `Cache-Control: no-store` unless the handler chose
-//!   another (only the JWKS is cacheable).
+//!   another (only the JWKS is cacheable). The one exception to the policy:
+//!   the sign-up completion page may also post its form to the registered
+//!   redirect URI's origin ([`security::FormActionOrigin`]).
 //! - Links (`inviteRedeemUrl`, `Location`, `@odata.context`,
 //!   `@odata.nextLink`) are built only from the configured public base URL
 //!   ([`Config::public_base_url`](crate::config::Config::public_base_url)),
@@ -105,6 +113,8 @@ pub mod cookies;
 mod graph_api;
 pub mod pages;
 pub mod security;
+pub mod session;
+pub mod signup_pages;
 
 pub use api_error::RequestId;
 
@@ -247,6 +257,7 @@ pub fn router(gp: GuestPass, config: WebConfig) -> Router {
     Router::new()
         .merge(graph_api::routes(state.clone()))
         .merge(pages::routes())
+        .merge(signup_pages::routes())
         .route("/.well-known/jwks.json", get(jwks))
         .layer(axum::middleware::map_response(security::apply))
         .with_state(state)

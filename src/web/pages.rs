@@ -7,13 +7,15 @@
 //! | `POST /redeem` | starts the redemption, sets `__Host-gp-redeem`, `303` to `/redeem/step` (or to the provider) |
 //! | `GET /redeem/step` | the current step of the cookie's redemption |
 //! | `POST /redeem/passcode`, `/redeem/resend`, `/redeem/consent`, `/redeem/terms`, `/redeem/step-up/method`, `/redeem/step-up/code` | one step each, then `303` to `/redeem/step` (or to the registered redirect URL) |
-//! | `GET /federation/callback/{provider_id}` | a federated provider's callback |
+//! | `GET /federation/callback/{provider_id}` | a federated provider's callback (of a redemption, or of a sign-up flow of the [sign-up pages](super::signup_pages)) |
 //!
 //! Every form carries a CSRF token: base64url(HMAC-SHA256(key,
 //! `"redeem-csrf"` ‖ SHA-256(handle or ticket))) with the key of the
 //! [`WebConfig`](super::WebConfig), compared in constant time. A form
 //! without it or with another gets `403` and changes nothing; so does a
-//! `POST` whose `Origin` is not the public base URL's. Links and
+//! `POST` whose `Origin` is not the public base URL's (`Origin: null`, which
+//! browsers send from pages with `Referrer-Policy: no-referrer`, only with
+//! `Sec-Fetch-Site: same-origin`). Links and
 //! `Location`s are built from the public base URL only (invariant 5).
 
 use std::collections::BTreeMap;
@@ -79,18 +81,22 @@ fn csrf_ok(state: &Shared, binding: &str, token: &str) -> bool {
 }
 
 /// A `POST`'s `Origin`, when present, must be the base URL's.
-fn origin_ok(state: &Shared, headers: &HeaderMap) -> bool {
-    let mut all = headers.get_all(header::ORIGIN).iter();
-    let Some(origin) = all.next() else {
-        return true;
-    };
-    all.next().is_none() && origin.as_bytes() == state.base.origin().ascii_serialization().as_bytes()
+pub(crate) fn origin_ok(state: &Shared, headers: &HeaderMap) -> bool {
+    super::security::origin_allowed(headers, &state.base.origin())
 }
 
-fn language(headers: &HeaderMap) -> Language {
-    let Some(value) = headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()) else {
-        return Language::EnUs;
-    };
+/// The page language for the request's `Accept-Language`: en-US unless
+/// de-DE is preferred.
+pub(crate) fn language(headers: &HeaderMap) -> Language {
+    preferred_language(headers).unwrap_or(Language::EnUs)
+}
+
+/// The page language (en-US or de-DE) the request's `Accept-Language`
+/// prefers, if it names one of them.
+pub(crate) fn preferred_language(headers: &HeaderMap) -> Option<Language> {
+    let value = headers
+        .get(header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok())?;
     let mut best: Option<(u16, Language)> = None;
     for part in value.split(',').take(16) {
         let mut pieces = part.split(';');
@@ -111,10 +117,11 @@ fn language(headers: &HeaderMap) -> Language {
             best = Some((q, lang));
         }
     }
-    best.map_or(Language::EnUs, |(_, l)| l)
+    best.map(|(_, l)| l)
 }
 
-fn strings(lang: Language) -> BTreeMap<&'static str, &'static str> {
+/// The page texts in `lang` (en-US or de-DE), by key.
+pub(crate) fn strings(lang: Language) -> BTreeMap<&'static str, &'static str> {
     let de = lang == Language::DeDe;
     let pick = |en: &'static str, de_text: &'static str| if de { de_text } else { en };
     BTreeMap::from([
@@ -251,7 +258,7 @@ fn environment() -> &'static Environment<'static> {
 }
 
 /// A link from the public base URL.
-fn link(state: &Shared, path: &str) -> String {
+pub(crate) fn link(state: &Shared, path: &str) -> String {
     state
         .base
         .join(path)
@@ -283,9 +290,17 @@ fn html(
         actions => actions,
         ..extra
     };
-    let rendered = environment()
-        .get_template("redeem.html")
-        .and_then(|t| t.render(ctx));
+    page_response(
+        status,
+        environment()
+            .get_template("redeem.html")
+            .and_then(|t| t.render(ctx)),
+    )
+}
+
+/// A rendered page with the headers of a token page (`no-store`,
+/// `no-referrer`), or `500` when it did not render.
+pub(crate) fn page_response(status: StatusCode, rendered: Result<String, minijinja::Error>) -> Response {
     match rendered {
         Ok(body) => (
             status,
@@ -319,7 +334,8 @@ fn forbidden(state: &Shared, lang: Language) -> Response {
     message(state, StatusCode::FORBIDDEN, lang, text(lang, "forbidden"), true)
 }
 
-fn see_other(location: &str) -> Response {
+/// A `303 See Other` to `location`.
+pub(crate) fn see_other(location: &str) -> Response {
     match HeaderValue::from_str(location) {
         Ok(v) => (StatusCode::SEE_OTHER, [(header::LOCATION, v)]).into_response(),
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
@@ -393,7 +409,7 @@ fn step_page(
             true,
         ),
         RedemptionStep::Declined => message(state, status, lang, text(lang, "declined"), false),
-        RedemptionStep::Redeemed => message(state, status, lang, text(lang, "redeemed"), false),
+        RedemptionStep::Redeemed(_) => message(state, status, lang, text(lang, "redeemed"), false),
     }
 }
 
@@ -694,9 +710,8 @@ async fn step_up_method(
 }
 
 /// `POST /redeem/step-up/code`. A code that completes the redemption
-/// sends the browser to the invitation's redirect URL when it is still
-/// registered (read from the finished flow; the service's step does not
-/// carry it), else to the redeemed page.
+/// sends the browser to the invitation's registered redirect URL, which
+/// the completing step hands back.
 async fn step_up_code(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -707,34 +722,18 @@ async fn step_up_code(
         Err(lang) => return forbidden(&state, lang),
     };
     let result = state.gp.submit_step_up_code(&h, form.code.trim()).await;
-    if matches!(result, Ok(RedemptionStep::Redeemed))
-        && let Some(url) = registered_redirect(&state, &h).await
-    {
-        return see_other(url.as_str());
+    if let Ok(RedemptionStep::Redeemed(done)) = &result {
+        return see_other(done.redirect_url.as_str());
     }
     after_step(&state, lang, &h, result).await
 }
 
-/// The redirect URL of the redemption flow `handle`, if it is one of the
-/// registered redirect URLs (exactly).
-async fn registered_redirect(state: &Shared, handle: &str) -> Option<url::Url> {
-    let cfg = state.gp.config();
-    let flow = state
-        .gp
-        .store()
-        .flow(cfg.tenant_id(), &Digest::sha256(handle.as_bytes()))
-        .await
-        .ok()??;
-    let flow = flow.value;
-    let registered = flow.redemption.is_some()
-        && matches!(flow.state, crate::flow::machine::FlowState::Completed { .. })
-        && cfg.redirect_urls().contains(&flow.redirect_uri);
-    registered
-        .then(|| url::Url::parse(&flow.redirect_uri).ok())
-        .flatten()
-}
-
-/// `GET /federation/callback/{provider_id}`.
+/// `GET /federation/callback/{provider_id}`: continues the redemption of
+/// the `__Host-gp-redeem` cookie, or the sign-up flow of the
+/// `__Host-gp-flow` cookie ([`signup_pages`](super::signup_pages)) when
+/// there is no redemption cookie. With both cookies, the one waiting for
+/// this provider gets the callback: the redemption if it is (or if neither
+/// is, so its page explains), else the sign-up flow.
 async fn federation_callback(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -742,12 +741,25 @@ async fn federation_callback(
     RawQuery(query): RawQuery,
 ) -> Response {
     let lang = language(&headers);
+    let query = query.as_deref().unwrap_or_default();
+    let flow = super::signup_pages::flow_handle(&headers);
     let Some(h) = handle(&headers) else {
-        return no_redemption(&state, lang);
+        return match flow {
+            Some(f) => {
+                super::signup_pages::federation_callback(&state, &headers, &f, &provider_id, query).await
+            }
+            None => no_redemption(&state, lang),
+        };
     };
-    let result = state
-        .gp
-        .redemption_callback(&h, &provider_id, query.as_deref().unwrap_or_default())
-        .await;
+    if let Some(f) = flow {
+        let redemption_waits = matches!(
+            state.gp.redemption_step(&h).await,
+            Ok(RedemptionStep::AwaitingSignIn { provider }) if provider == provider_id
+        );
+        if !redemption_waits && super::signup_pages::awaits_provider(&state, &f, &provider_id).await {
+            return super::signup_pages::federation_callback(&state, &headers, &f, &provider_id, query).await;
+        }
+    }
+    let result = state.gp.redemption_callback(&h, &provider_id, query).await;
     after_step(&state, lang, &h, result).await
 }

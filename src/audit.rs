@@ -103,6 +103,25 @@ pub enum AuditKind {
         /// The invitation.
         invitation_id: Id,
     },
+    /// An administrator deleted a user, with its identities, invitations
+    /// and redemption flows.
+    UserDeleted {
+        /// The user deleted.
+        user_id: Id,
+        /// Who deleted it (`None` for the system or an API client).
+        admin: Option<Id>,
+    },
+    /// An administrator changed a user's properties.
+    UserUpdated {
+        /// The user changed.
+        user_id: Id,
+        /// Who changed it (`None` for the system or an API client).
+        admin: Option<Id>,
+        /// The Graph names of the properties whose value changed, in
+        /// [`WRITABLE_PROPERTIES`](crate::graph::users::WRITABLE_PROPERTIES)
+        /// order; never their values.
+        properties: Vec<&'static str>,
+    },
     /// An access decision was made at the end of a flow (conditional
     /// access, cross-organisation access), with its explanation.
     AccessEvaluated {

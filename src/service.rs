@@ -67,6 +67,7 @@ use crate::policy::{CollaborationSettings, CrossTenantSettings, InviterRole, Pol
 use crate::random::{self, SecureRandom, SystemRandom};
 use crate::secret::{Digest, SecretString};
 
+mod admin;
 mod directory_view;
 mod signup;
 

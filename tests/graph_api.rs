@@ -777,6 +777,12 @@ fn the_openapi_document_is_complete_and_self_contained() {
         methods("/v1.0/users/{id}"),
         BTreeSet::from(["get".to_owned(), "patch".to_owned(), "delete".to_owned()])
     );
+    // Deleting answers 204, as Graph does; 404 for an unknown id.
+    let delete = &doc["paths"]["/v1.0/users/{id}"]["delete"]["responses"];
+    assert_eq!(delete["204"]["description"], "Deleted");
+    assert!(delete["204"].get("content").is_none(), "204 has no body");
+    assert_eq!(delete["404"]["$ref"], "#/components/responses/NotFound");
+    assert!(delete.get("405").is_none(), "{delete}");
     assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
 
     let mut found = Vec::new();

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::{Body, to_bytes};
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use guestpass::audit::{AuditKind, MemoryAudit};
 use guestpass::clock::FixedClock;
 use guestpass::directory::{MemoryStore, UserType};
 use guestpass::email::EmailAddress;
@@ -34,6 +35,7 @@ const EXAMPLE: &str =
 struct Fixture {
     app: Router,
     gp: GuestPass,
+    audit: Arc<MemoryAudit>,
     issuer: AdminTokenIssuer,
     keys: TokenKeys,
     rng: SeededRandom,
@@ -43,6 +45,7 @@ fn fixture_with(token_keys: bool) -> Fixture {
     let rng = SeededRandom::new(7);
     let keys = TokenKeys::new(TokenSigningKey::generate("ring-1", TokenAlgorithm::Es256, &rng).unwrap());
     let clock = Arc::new(FixedClock::new(NOW));
+    let audit = Arc::new(MemoryAudit::new());
     let mut builder = GuestPass::builder()
         .tenant("contoso", "Contoso", "contoso.example")
         .public_base_url(BASE)
@@ -51,6 +54,7 @@ fn fixture_with(token_keys: bool) -> Fixture {
         .store(Arc::new(MemoryStore::new()))
         .mail(Arc::new(Outbox::new()))
         .clock(clock.clone())
+        .audit(audit.clone())
         .random(Arc::new(SeededRandom::new(8)));
     if token_keys {
         builder = builder.token_keys(keys.clone());
@@ -66,6 +70,7 @@ fn fixture_with(token_keys: bool) -> Fixture {
     Fixture {
         app,
         gp,
+        audit,
         issuer,
         keys,
         rng,
@@ -139,6 +144,19 @@ impl Fixture {
             .body(Body::from(body.to_owned()))
             .unwrap();
         self.send(req).await
+    }
+
+    async fn delete(&self, uri: &str, auth: Option<&str>) -> Answer {
+        let mut req = Request::delete(uri);
+        if let Some(a) = auth {
+            req = req.header(header::AUTHORIZATION, a);
+        }
+        self.send(req.body(Body::empty()).unwrap()).await
+    }
+
+    /// The kinds of the audit events recorded so far, oldest first.
+    fn audited(&self) -> Vec<AuditKind> {
+        self.audit.events().into_iter().map(|e| e.kind).collect()
     }
 
     async fn invite_directly(&self, address: &str, user_type: UserType) -> Id {
@@ -599,12 +617,30 @@ async fn users_are_patched() {
     assert_eq!(v["displayName"], "Alice Smith");
     assert_eq!(v["jobTitle"], "Buyer");
     assert_eq!(v["userType"], "Member");
+    // The change is audited by the property names, as the token's
+    // administrator.
+    let Some(AuditKind::UserUpdated {
+        user_id,
+        admin: by,
+        properties,
+    }) = f.audited().pop()
+    else {
+        panic!("the patch is audited: {:?}", f.audited());
+    };
+    assert_eq!(user_id, id);
+    assert!(by.is_some(), "the token's subject is the administrator");
+    assert_eq!(properties, ["displayName", "userType", "jobTitle"]);
+    let version = || async { f.gp.store().user("contoso", id).await.unwrap().unwrap().version };
+    let patched = version().await;
 
     // Clearing a profile attribute, and the empty patch.
     let a = f.patch(&uri, &admin, r#"{"jobTitle": null}"#).await;
     assert_eq!(a.status, StatusCode::NO_CONTENT);
+    let events = f.audited().len();
     let a = f.patch(&uri, &admin, "{}").await;
     assert_eq!(a.status, StatusCode::NO_CONTENT);
+    assert_eq!(version().await, patched + 1, "the empty patch writes nothing");
+    assert_eq!(f.audited().len(), events, "and audits nothing");
     let v = f
         .get(&format!("{uri}?$select=jobTitle"), Some(&admin))
         .await
@@ -653,25 +689,71 @@ async fn users_are_patched() {
 }
 
 #[tokio::test]
-async fn deleting_users_is_refused_for_now() {
+async fn users_are_deleted() {
     let f = fixture();
     let id = f.invite_directly("g1@fabrikam.example", UserType::Guest).await;
-    let delete = |auth: Option<String>| {
-        let mut req = Request::delete(format!("/v1.0/users/{id}"));
-        if let Some(a) = auth {
-            req = req.header(header::AUTHORIZATION, a);
-        }
-        req.body(Body::empty()).unwrap()
-    };
-    let a = f.send(delete(None)).await;
+    let other = f.invite_directly("g2@fabrikam.example", UserType::Guest).await;
+    let uri = format!("/v1.0/users/{id}");
+    let admin = f.admin();
+
+    let a = f.delete(&uri, None).await;
     a.assert_graph_error(401, "InvalidAuthenticationToken");
-    let a = f.send(delete(Some(f.token(&[Scope::UserReadAll])))).await;
+    let a = f.delete(&uri, Some(&f.token(&[Scope::UserReadAll]))).await;
     a.assert_graph_error(403, "Authorization_RequestDenied");
-    let a = f.send(delete(Some(f.admin()))).await;
-    let m = a.assert_graph_error(405, "Request_BadRequest");
-    assert_eq!(m, "deleting users is not supported yet");
-    assert_eq!(a.header(header::ALLOW), "GET, PATCH");
+    let a = f.delete(&uri, Some(&f.token(&[Scope::UserInviteAll]))).await;
+    a.assert_graph_error(403, "Authorization_RequestDenied");
+    let a = f.delete("/v1.0/users/g1@fabrikam.example", Some(&admin)).await;
+    let m = a.assert_graph_error(400, "Request_BadRequest");
+    assert_eq!(m, "invalid object identifier `g1@fabrikam.example`");
     assert!(f.gp.user(id).await.is_ok(), "the user is still there");
+
+    let a = f.delete(&uri, Some(&admin)).await;
+    assert_eq!(
+        a.status,
+        StatusCode::NO_CONTENT,
+        "{}",
+        String::from_utf8_lossy(&a.body)
+    );
+    assert!(a.body.is_empty());
+    let Some(AuditKind::UserDeleted { user_id, admin: by }) = f.audited().pop() else {
+        panic!("the deletion is audited: {:?}", f.audited());
+    };
+    assert_eq!(user_id, id);
+    assert!(by.is_some(), "the token's subject is the administrator");
+
+    // Gone: reading, patching and deleting it again answer 404.
+    let a = f.get(&uri, Some(&admin)).await;
+    a.assert_graph_error(404, "Request_ResourceNotFound");
+    let a = f.patch(&uri, &admin, r#"{"displayName": "X"}"#).await;
+    a.assert_graph_error(404, "Request_ResourceNotFound");
+    let a = f.delete(&uri, Some(&admin)).await;
+    let m = a.assert_graph_error(404, "Request_ResourceNotFound");
+    assert_eq!(m, "user not found");
+    let unknown = Id::random(&f.rng).unwrap();
+    let a = f.delete(&format!("/v1.0/users/{unknown}"), Some(&admin)).await;
+    a.assert_graph_error(404, "Request_ResourceNotFound");
+    let listed = f.get("/v1.0/users", Some(&admin)).await.json();
+    let ids: Vec<&str> = listed["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|u| u["id"].as_str())
+        .collect();
+    assert_eq!(ids, [other.to_string()], "the other user stays");
+
+    // The address may be invited again: a new user.
+    let body = r#"{"invitedUserEmailAddress": "g1@fabrikam.example", "inviteRedirectUrl": "https://myapp.contoso.com"}"#;
+    let a = f
+        .post_invitation(Some(&admin), Some("application/json"), body)
+        .await;
+    assert_eq!(
+        a.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&a.body)
+    );
+    let again = a.json()["invitedUser"]["id"].as_str().unwrap().to_owned();
+    assert_ne!(again, id.to_string());
 }
 
 #[tokio::test]

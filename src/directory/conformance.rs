@@ -2,10 +2,10 @@
 //!
 //! Every [`DirectoryStore`] adapter must keep the guarantees the core relies
 //! on: conditional, all-or-nothing batches; unique mail and identities per
-//! tenant; unique flow handles; tenant isolation; and exactly one winner
-//! when writers race. This
-//! module checks them against any store, so the memory store and every
-//! database adapter run the same tests:
+//! tenant; unique flow handles; tenant isolation; user deletions that leave
+//! nothing of the user behind; and exactly one winner when writers race.
+//! This module checks them against any store, so the memory store and
+//! every database adapter run the same tests:
 //!
 //! ```
 //! use std::sync::Arc;
@@ -140,6 +140,10 @@ where
     purge_removes_expired_flows(make().await).await;
     racing_flow_updates_have_one_winner(make().await).await;
     racing_flow_inserts_have_one_winner(make().await).await;
+    deleting_a_user_removes_what_it_owns(make().await).await;
+    deletes_are_conditional(make().await).await;
+    deletes_in_batches_are_all_or_nothing(make().await).await;
+    racing_deletes_have_one_winner(make().await).await;
 }
 
 /// Every record kind reads back as written, at version 1: a user, an
@@ -1908,4 +1912,590 @@ pub async fn racing_flow_inserts_have_one_winner(store: Arc<dyn DirectoryStore>)
     assert_eq!(wins.len(), 1, "exactly one flow gets the handle");
     let got = store.flow("t1", &flow_handle(0)).await.unwrap().unwrap();
     assert_eq!((got.value.id, got.version), (flow_id(wins[0] as u8 + 1), 1));
+}
+
+// ---------------------------------------------------------------------------
+// Deleting users.
+
+fn delete_user(tenant: &str, user: &UserRecord, expect: Expect) -> Write {
+    Write::DeleteUser {
+        tenant_id: tenant.to_owned(),
+        id: user.user.id,
+        expect,
+    }
+}
+
+/// The records the deletion checks start from.
+struct Seeded {
+    /// `t1`'s alice (two identities) with its pending invitation and an
+    /// earlier, replaced one, and a redemption flow of each.
+    alice: UserRecord,
+    alice_invitations: [InvitationRecord; 2],
+    alice_flows: [FlowRecord; 2],
+    /// `t1`'s bob with an invitation and a redemption flow of its own, and
+    /// an unrelated sign-up flow.
+    bob: UserRecord,
+    bob_invitation: InvitationRecord,
+    bob_flow: FlowRecord,
+    sign_up: FlowRecord,
+    /// `t2`'s alice: the same address and identities, with an invitation.
+    other_alice: UserRecord,
+    other_invitation: InvitationRecord,
+}
+
+const ALICE_SUBJECT: &str = "00000000-0000-0000-0000-00000000a11c";
+
+/// Commits the [`Seeded`] records (and passcode counters of alice's
+/// address in `t1`), all at version 1.
+async fn seed_for_deletion(store: &dyn DirectoryStore) -> Seeded {
+    let identities = vec![
+        identity("mail", "alice@fabrikam.example"),
+        identity("https://login.fabrikam.example", ALICE_SUBJECT),
+    ];
+    let mut alice = user("t1", 1, "alice");
+    alice.user.identities = identities.clone();
+    let current = invitation("t1", 1, &alice);
+    let mut replaced = invitation("t1", 2, &alice);
+    replaced.invitation.status = InvitationStatus::Error;
+    alice.active_invitation = Some(current.invitation.id);
+    let alice_flows = [
+        redemption_flow("t1", 1, &current),
+        redemption_flow("t1", 2, &replaced),
+    ];
+    let mut bob = user("t1", 3, "bob");
+    bob.user.identities = vec![identity("mail", "bob@fabrikam.example")];
+    let bob_invitation = invitation("t1", 3, &bob);
+    bob.active_invitation = Some(bob_invitation.invitation.id);
+    let bob_flow = redemption_flow("t1", 3, &bob_invitation);
+    let sign_up = flow("t1", 4, awaiting_approval("carol"));
+    let mut other_alice = user("t2", 5, "alice");
+    other_alice.user.identities = identities;
+    let other_invitation = invitation("t2", 5, &other_alice);
+    let seeded = Seeded {
+        alice,
+        alice_invitations: [current, replaced],
+        alice_flows,
+        bob,
+        bob_invitation,
+        bob_flow,
+        sign_up,
+        other_alice,
+        other_invitation,
+    };
+    let mut batch = WriteBatch::new();
+    for u in [&seeded.alice, &seeded.bob, &seeded.other_alice] {
+        batch.push(Write::User {
+            record: u.clone(),
+            expect: Expect::Absent,
+        });
+    }
+    for i in seeded
+        .alice_invitations
+        .iter()
+        .chain([&seeded.bob_invitation, &seeded.other_invitation])
+    {
+        batch.push(Write::Invitation {
+            record: i.clone(),
+            expect: Expect::Absent,
+        });
+    }
+    for f in seeded
+        .alice_flows
+        .iter()
+        .chain([&seeded.bob_flow, &seeded.sign_up])
+    {
+        batch.push(Write::Flow {
+            record: f.clone(),
+            expect: Expect::Absent,
+        });
+    }
+    batch.push(Write::Throttle {
+        tenant_id: "t1".into(),
+        record: throttle_for("alice@fabrikam.example", 2),
+        expect: Expect::Absent,
+    });
+    store
+        .commit(batch)
+        .await
+        .expect("the records to delete from commit");
+    seeded
+}
+
+/// Everything the deletion checks look at, as read now (with versions).
+async fn deletion_view(store: &dyn DirectoryStore, s: &Seeded) -> Vec<String> {
+    let mut out = Vec::new();
+    for (tenant, u) in [("t1", &s.alice), ("t1", &s.bob), ("t2", &s.other_alice)] {
+        out.push(format!("{:?}", store.user(tenant, u.user.id).await.unwrap()));
+        let mail = u.mail_key().unwrap();
+        out.push(format!("{:?}", store.user_by_mail(tenant, mail).await.unwrap()));
+        for i in &u.user.identities {
+            let by = store
+                .user_by_identity(tenant, &i.issuer, &i.issuer_assigned_id)
+                .await
+                .unwrap();
+            out.push(format!("{by:?}"));
+        }
+    }
+    for tenant in ["t1", "t2"] {
+        out.push(format!("{:?}", store.users(tenant).await.unwrap()));
+    }
+    for i in s
+        .alice_invitations
+        .iter()
+        .chain([&s.bob_invitation, &s.other_invitation])
+    {
+        out.push(format!("{:?}", store.invitation(i.invitation.id).await.unwrap()));
+    }
+    for f in s.alice_flows.iter().chain([&s.bob_flow, &s.sign_up]) {
+        out.push(format!("{:?}", store.flow("t1", &f.handle_hash).await.unwrap()));
+        out.push(format!("{:?}", store.flow_by_id("t1", f.id).await.unwrap()));
+    }
+    out.push(format!(
+        "{:?}",
+        store.throttle("t1", "alice@fabrikam.example").await.unwrap()
+    ));
+    out
+}
+
+/// Deleting a user at its version removes the user, its identities and
+/// mail key, its invitations (the pending one and the replaced one) and
+/// the redemption flows of both; the tenant's other users, their
+/// invitations and flows, its sign-up flows, the address's passcode
+/// counters and another tenant's user with the same address and
+/// identities stay as they were. The address and the identities are free
+/// for a new user at once; the deleted user can be neither deleted nor
+/// updated again.
+pub async fn deleting_a_user_removes_what_it_owns(store: Arc<dyn DirectoryStore>) {
+    let s = seed_for_deletion(store.as_ref()).await;
+    store
+        .commit(WriteBatch::new().with(delete_user("t1", &s.alice, Expect::Version(1))))
+        .await
+        .expect("a deletion at the current version commits");
+
+    assert!(store.user("t1", s.alice.user.id).await.unwrap().is_none());
+    assert!(
+        store
+            .user_by_mail("t1", "alice@fabrikam.example")
+            .await
+            .unwrap()
+            .is_none(),
+        "the mail key is gone"
+    );
+    for i in &s.alice.user.identities {
+        let by = store
+            .user_by_identity("t1", &i.issuer, &i.issuer_assigned_id)
+            .await
+            .unwrap();
+        assert!(by.is_none(), "identity {} is gone", i.issuer);
+    }
+    for i in &s.alice_invitations {
+        assert!(
+            store.invitation(i.invitation.id).await.unwrap().is_none(),
+            "invitation {} is gone",
+            i.invitation.id
+        );
+        let joined = store
+            .redemption_by_invitation("t1", i.invitation.id)
+            .await
+            .unwrap();
+        assert_eq!(joined, RedemptionRecords::default());
+    }
+    for f in &s.alice_flows {
+        assert!(store.flow("t1", &f.handle_hash).await.unwrap().is_none());
+        assert!(store.flow_by_id("t1", f.id).await.unwrap().is_none());
+        let joined = store.redemption_by_flow("t1", &f.handle_hash).await.unwrap();
+        assert_eq!(joined, RedemptionRecords::default(), "flow {} is gone", f.id);
+    }
+    let users: Vec<Id> = store
+        .users("t1")
+        .await
+        .unwrap()
+        .iter()
+        .map(|u| u.user.id)
+        .collect();
+    assert_eq!(users, [s.bob.user.id]);
+
+    // Everything else is untouched, at version 1.
+    let one = |v: Option<u64>, what: &str| assert_eq!(v, Some(1), "{what} untouched");
+    one(
+        store.user("t1", s.bob.user.id).await.unwrap().map(|v| v.version),
+        "bob",
+    );
+    one(
+        store
+            .user_by_identity("t1", "mail", "bob@fabrikam.example")
+            .await
+            .unwrap()
+            .map(|v| v.version),
+        "bob's identity",
+    );
+    one(
+        store
+            .invitation(s.bob_invitation.invitation.id)
+            .await
+            .unwrap()
+            .map(|v| v.version),
+        "bob's invitation",
+    );
+    for f in [&s.bob_flow, &s.sign_up] {
+        one(
+            store.flow("t1", &f.handle_hash).await.unwrap().map(|v| v.version),
+            "a flow of someone else",
+        );
+    }
+    one(
+        store
+            .throttle("t1", "alice@fabrikam.example")
+            .await
+            .unwrap()
+            .map(|v| v.version),
+        "the address's passcode counters",
+    );
+    one(
+        store
+            .user("t2", s.other_alice.user.id)
+            .await
+            .unwrap()
+            .map(|v| v.version),
+        "another tenant's alice",
+    );
+    one(
+        store
+            .user_by_identity("t2", "https://login.fabrikam.example", ALICE_SUBJECT)
+            .await
+            .unwrap()
+            .map(|v| v.version),
+        "another tenant's identity",
+    );
+    one(
+        store
+            .invitation(s.other_invitation.invitation.id)
+            .await
+            .unwrap()
+            .map(|v| v.version),
+        "another tenant's invitation",
+    );
+
+    // The address and the identities are free for a new user.
+    let mut again = user("t1", 6, "alice");
+    again.user.identities = s.alice.user.identities.clone();
+    store
+        .commit(put_user(again.clone(), Expect::Absent))
+        .await
+        .expect("a new user takes the deleted user's address and identities");
+    let by_mail = store
+        .user_by_mail("t1", "alice@fabrikam.example")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((by_mail.value.user.id, by_mail.version), (again.user.id, 1));
+    let by_identity = store
+        .user_by_identity("t1", "https://login.fabrikam.example", ALICE_SUBJECT)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(by_identity.value.user.id, again.user.id);
+
+    // The deleted user is gone for good.
+    let r = store
+        .commit(WriteBatch::new().with(delete_user("t1", &s.alice, Expect::Version(1))))
+        .await;
+    assert!(
+        matches!(r, Err(StoreError::Conflict { record: "user", .. })),
+        "deleting a deleted user: {r:?}"
+    );
+    let r = store.commit(put_user(s.alice.clone(), Expect::Version(1))).await;
+    assert!(
+        matches!(r, Err(StoreError::Conflict { .. })),
+        "updating a deleted user: {r:?}"
+    );
+}
+
+/// A deletion names the version it read: a stale version, a user that does
+/// not exist, a user of another tenant and a deletion that expects the
+/// user absent are all refused, and change nothing.
+pub async fn deletes_are_conditional(store: Arc<dyn DirectoryStore>) {
+    let s = seed_for_deletion(store.as_ref()).await;
+    let mut changed = s.alice.clone();
+    changed.user.display_name = Some("Alice".into());
+    store.commit(put_user(changed, Expect::Version(1))).await.unwrap();
+    let before = deletion_view(store.as_ref(), &s).await;
+
+    let stale = store
+        .commit(WriteBatch::new().with(delete_user("t1", &s.alice, Expect::Version(1))))
+        .await;
+    assert!(
+        matches!(&stale, Err(StoreError::Conflict { record: "user", key }) if *key == s.alice.user.id.to_string()),
+        "a stale deletion: {stale:?}"
+    );
+    assert_eq!(
+        deletion_view(store.as_ref(), &s).await,
+        before,
+        "a stale deletion changes nothing"
+    );
+
+    let missing = user("t1", 9, "nobody");
+    let r = store
+        .commit(WriteBatch::new().with(delete_user("t1", &missing, Expect::Version(1))))
+        .await;
+    assert!(
+        matches!(r, Err(StoreError::Conflict { record: "user", .. })),
+        "deleting a missing user: {r:?}"
+    );
+    let r = store
+        .commit(WriteBatch::new().with(delete_user("t2", &s.alice, Expect::Version(2))))
+        .await;
+    assert!(
+        matches!(r, Err(StoreError::Conflict { record: "user", .. })),
+        "deleting another tenant's user: {r:?}"
+    );
+    let r = store
+        .commit(WriteBatch::new().with(delete_user("t1", &s.alice, Expect::Absent)))
+        .await;
+    assert!(
+        matches!(r, Err(StoreError::Backend { .. })),
+        "a deletion expecting absence: {r:?}"
+    );
+    let r = store
+        .commit(
+            WriteBatch::new()
+                .with(Write::User {
+                    record: s.alice.clone(),
+                    expect: Expect::Version(2),
+                })
+                .with(delete_user("t1", &s.alice, Expect::Version(2))),
+        )
+        .await;
+    assert!(
+        matches!(r, Err(StoreError::Backend { .. })),
+        "a batch writing and deleting one user: {r:?}"
+    );
+    assert_eq!(
+        deletion_view(store.as_ref(), &s).await,
+        before,
+        "refused deletions change nothing"
+    );
+
+    // At the current version it commits.
+    store
+        .commit(WriteBatch::new().with(delete_user("t1", &s.alice, Expect::Version(2))))
+        .await
+        .expect("a deletion at the current version commits");
+    assert!(store.user("t1", s.alice.user.id).await.unwrap().is_none());
+}
+
+/// A deletion in a batch whose other write fails (a stale version, a taken
+/// address) is not applied, nor is anything else of the batch. Within a
+/// batch, a deleted user's address and identities may go to another user
+/// of the batch, whichever comes first; and what the batch writes for the
+/// deleted user (an invitation, a redemption flow) is removed with it.
+pub async fn deletes_in_batches_are_all_or_nothing(store: Arc<dyn DirectoryStore>) {
+    let s = seed_for_deletion(store.as_ref()).await;
+    let before = deletion_view(store.as_ref(), &s).await;
+
+    let stale_flow = WriteBatch::new()
+        .with(delete_user("t1", &s.alice, Expect::Version(1)))
+        .with(Write::Flow {
+            record: s.bob_flow.clone(),
+            expect: Expect::Version(7),
+        });
+    let r = store.commit(stale_flow).await;
+    assert!(
+        matches!(r, Err(StoreError::Conflict { record: "flow", .. })),
+        "a stale flow update: {r:?}"
+    );
+    assert_eq!(
+        deletion_view(store.as_ref(), &s).await,
+        before,
+        "the deletion was not applied"
+    );
+
+    let fresh = invitation("t1", 7, &s.bob);
+    let taken = WriteBatch::new()
+        .with(Write::Invitation {
+            record: fresh.clone(),
+            expect: Expect::Absent,
+        })
+        .with(delete_user("t1", &s.alice, Expect::Version(1)))
+        .with(Write::User {
+            record: user("t1", 8, "bob"),
+            expect: Expect::Absent,
+        });
+    let r = store.commit(taken).await;
+    assert!(
+        matches!(
+            r,
+            Err(StoreError::Duplicate {
+                constraint: "user mail",
+                ..
+            })
+        ),
+        "a taken address: {r:?}"
+    );
+    assert_eq!(deletion_view(store.as_ref(), &s).await, before);
+    assert!(store.invitation(fresh.invitation.id).await.unwrap().is_none());
+    assert!(store.user("t1", id(8)).await.unwrap().is_none());
+
+    // The deleted user's address and identities go to a user the batch
+    // inserts, the deletion first or last.
+    let mut dave = user("t1", 10, "alice");
+    dave.user.identities = s.alice.user.identities.clone();
+    store
+        .commit(
+            WriteBatch::new()
+                .with(delete_user("t1", &s.alice, Expect::Version(1)))
+                .with(Write::User {
+                    record: dave.clone(),
+                    expect: Expect::Absent,
+                }),
+        )
+        .await
+        .expect("a deleted user's address and identities go to a new user");
+    let mut erin = user("t1", 11, "bob");
+    erin.user.identities = s.bob.user.identities.clone();
+    store
+        .commit(
+            WriteBatch::new()
+                .with(Write::User {
+                    record: erin.clone(),
+                    expect: Expect::Absent,
+                })
+                .with(delete_user("t1", &s.bob, Expect::Version(1))),
+        )
+        .await
+        .expect("the deletion may come after the claim in the batch");
+    for (mail, issuer, subject, holder) in [
+        (
+            "alice@fabrikam.example",
+            "https://login.fabrikam.example",
+            ALICE_SUBJECT,
+            &dave,
+        ),
+        ("bob@fabrikam.example", "mail", "bob@fabrikam.example", &erin),
+    ] {
+        let by_mail = store.user_by_mail("t1", mail).await.unwrap().unwrap();
+        assert_eq!((by_mail.value.user.id, by_mail.version), (holder.user.id, 1));
+        let by_identity = store
+            .user_by_identity("t1", issuer, subject)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(by_identity.value.user.id, holder.user.id);
+    }
+    let users: Vec<Id> = store
+        .users("t1")
+        .await
+        .unwrap()
+        .iter()
+        .map(|u| u.user.id)
+        .collect();
+    assert_eq!(users, [dave.user.id, erin.user.id]);
+    assert!(
+        store
+            .invitation(s.bob_invitation.invitation.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(store.flow_by_id("t1", s.bob_flow.id).await.unwrap().is_none());
+    assert_eq!(
+        store
+            .flow_by_id("t1", s.sign_up.id)
+            .await
+            .unwrap()
+            .map(|v| v.version),
+        Some(1),
+        "a sign-up flow stays"
+    );
+
+    // What a batch writes for the user it deletes goes with it.
+    let added = invitation("t2", 12, &s.other_alice);
+    let added_flow = redemption_flow("t2", 12, &added);
+    store
+        .commit(
+            WriteBatch::new()
+                .with(Write::Invitation {
+                    record: added.clone(),
+                    expect: Expect::Absent,
+                })
+                .with(Write::Flow {
+                    record: added_flow.clone(),
+                    expect: Expect::Absent,
+                })
+                .with(delete_user("t2", &s.other_alice, Expect::Version(1))),
+        )
+        .await
+        .expect("a batch writing for the user it deletes commits");
+    assert!(store.user("t2", s.other_alice.user.id).await.unwrap().is_none());
+    for i in [&added, &s.other_invitation] {
+        assert!(
+            store.invitation(i.invitation.id).await.unwrap().is_none(),
+            "invitation {} went with its user",
+            i.invitation.id
+        );
+    }
+    assert!(store.flow("t2", &added_flow.handle_hash).await.unwrap().is_none());
+}
+
+/// [`RACERS`] tasks delete one user from the same version: exactly one
+/// succeeds, the others conflict. Then half of the racers delete another
+/// user and half update it, from one version: exactly one wins, and the
+/// store holds its outcome.
+pub async fn racing_deletes_have_one_winner(store: Arc<dyn DirectoryStore>) {
+    let s = seed_for_deletion(store.as_ref()).await;
+    let mut tasks = Vec::new();
+    for _ in 0..RACERS {
+        let store = store.clone();
+        let batch = WriteBatch::new().with(delete_user("t1", &s.alice, Expect::Version(1)));
+        tasks.push(tokio::spawn(async move { store.commit(batch).await }));
+    }
+    let mut wins = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(()) => wins += 1,
+            Err(StoreError::Conflict { record: "user", .. }) => {}
+            Err(e) => panic!("unexpected error from a racing deletion: {e}"),
+        }
+    }
+    assert_eq!(wins, 1, "exactly one racing deletion succeeds");
+    assert!(store.user("t1", s.alice.user.id).await.unwrap().is_none());
+    assert!(
+        store
+            .invitation(s.alice_invitations[0].invitation.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let mut tasks = Vec::new();
+    for i in 0..RACERS {
+        let store = store.clone();
+        let batch = if i % 2 == 0 {
+            WriteBatch::new().with(delete_user("t1", &s.bob, Expect::Version(1)))
+        } else {
+            let mut next = s.bob.clone();
+            next.user.display_name = Some(format!("racer {i}"));
+            put_user(next, Expect::Version(1))
+        };
+        tasks.push(tokio::spawn(async move { store.commit(batch).await }));
+    }
+    let mut wins = Vec::new();
+    for (i, t) in tasks.into_iter().enumerate() {
+        match t.await.unwrap() {
+            Ok(()) => wins.push(i),
+            Err(StoreError::Conflict { record: "user", .. }) => {}
+            Err(e) => panic!("unexpected error from a racing deletion or update: {e}"),
+        }
+    }
+    assert_eq!(wins.len(), 1, "exactly one of deletions and updates wins");
+    let bob = store.user("t1", s.bob.user.id).await.unwrap();
+    let invitation = store.invitation(s.bob_invitation.invitation.id).await.unwrap();
+    if wins[0] % 2 == 0 {
+        assert!(bob.is_none() && invitation.is_none(), "the deletion won");
+    } else {
+        let bob = bob.expect("the update won");
+        assert_eq!(bob.version, 2);
+        assert_eq!(bob.value.user.display_name, Some(format!("racer {}", wins[0])));
+        assert_eq!(invitation.map(|v| v.version), Some(1));
+    }
 }

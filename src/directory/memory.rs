@@ -116,8 +116,10 @@ fn mail_index_key(r: &UserRecord) -> Option<(String, String)> {
 
 impl Inner {
     fn validate(&self, batch: &WriteBatch) -> Result<(), StoreError> {
-        batch.check_distinct()?;
+        batch.check()?;
         let mut batch_users: HashMap<Id, &UserRecord> = HashMap::new();
+        // Users the batch deletes: they release their mail and identities.
+        let mut deleted: HashSet<Id> = HashSet::new();
         for w in batch.writes() {
             let (kind, key) = w.key();
             let current = match w {
@@ -151,6 +153,11 @@ impl Inner {
                     }
                     version_in_tenant(current, |r| &r.tenant_id, &record.tenant_id, kind, &key)?
                 }
+                Write::DeleteUser { tenant_id, id, .. } => {
+                    deleted.insert(*id);
+                    let current = self.users.get(id);
+                    version_in_tenant(current, |r| &r.tenant_id, tenant_id, kind, &key)?
+                }
             };
             check(w.expect(), current, kind, key)?;
         }
@@ -181,9 +188,10 @@ impl Inner {
         let held_elsewhere = |owner: &Id, id: &Id, still: bool| owner != id && still;
         for (k, id) in &claimed_mail {
             if let Some(owner) = self.mail_index.get(k) {
-                let still = batch_users
-                    .get(owner)
-                    .is_none_or(|r| mail_index_key(r).as_ref() == Some(k));
+                let still = !deleted.contains(owner)
+                    && batch_users
+                        .get(owner)
+                        .is_none_or(|r| mail_index_key(r).as_ref() == Some(k));
                 if held_elsewhere(owner, id, still) {
                     return Err(StoreError::Duplicate {
                         constraint: "user mail",
@@ -194,9 +202,10 @@ impl Inner {
         }
         for (k, id) in &claimed_identity {
             if let Some(owner) = self.identity_index.get(k) {
-                let still = batch_users
-                    .get(owner)
-                    .is_none_or(|r| identity_keys(r).any(|x| &x == k));
+                let still = !deleted.contains(owner)
+                    && batch_users
+                        .get(owner)
+                        .is_none_or(|r| identity_keys(r).any(|x| &x == k));
                 if held_elsewhere(owner, id, still) {
                     return Err(StoreError::Duplicate {
                         constraint: "identity",
@@ -209,14 +218,17 @@ impl Inner {
     }
 
     fn apply(&mut self, batch: WriteBatch) {
-        // Release the old index keys of every user the batch writes before
-        // claiming any new one, so a batch that moves an address or an
-        // identity from one user to another leaves the indexes exact.
+        // Release the old index keys of every user the batch writes or
+        // deletes before claiming any new one, so a batch that moves an
+        // address or an identity from one user to another leaves the
+        // indexes exact.
         for w in batch.writes() {
-            if let Write::User { record, .. } = w
-                && let Some((_, old)) = self.users.get(&record.user.id)
-            {
-                let id = record.user.id;
+            let id = match w {
+                Write::User { record, .. } => record.user.id,
+                Write::DeleteUser { id, .. } => *id,
+                _ => continue,
+            };
+            if let Some((_, old)) = self.users.get(&id) {
                 if let Some(k) = mail_index_key(old)
                     && self.mail_index.get(&k) == Some(&id)
                 {
@@ -229,6 +241,7 @@ impl Inner {
                 }
             }
         }
+        let mut deletions = Vec::new();
         for w in batch.into_writes() {
             match w {
                 Write::User { record, .. } => {
@@ -255,7 +268,44 @@ impl Inner {
                     self.flow_handles.insert(record.handle_hash, record.id);
                     bump(&mut self.flows, record.id, record);
                 }
+                Write::DeleteUser { tenant_id, id, .. } => deletions.push((tenant_id, id)),
             }
+        }
+        // Deletions come last, so nothing the batch wrote for a deleted
+        // user stays behind.
+        for (tenant_id, id) in deletions {
+            self.delete_user(&tenant_id, id);
+        }
+    }
+
+    /// Removes a user (whose index keys are already released), its
+    /// invitations and the redemption flows bound to it or to them.
+    fn delete_user(&mut self, tenant_id: &str, id: Id) {
+        self.users.remove(&id);
+        let invitations: HashSet<Id> = self
+            .invitations
+            .iter()
+            .filter(|(_, (_, r))| r.tenant_id == tenant_id && r.invitation.invited_user.id == id)
+            .map(|(k, _)| *k)
+            .collect();
+        let flows: Vec<Id> = self
+            .flows
+            .iter()
+            .filter(|(_, (_, f))| {
+                f.tenant_id == tenant_id
+                    && f.redemption
+                        .as_ref()
+                        .is_some_and(|b| b.user_id == id || invitations.contains(&b.invitation_id))
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for k in flows {
+            if let Some((_, f)) = self.flows.remove(&k) {
+                self.flow_handles.remove(&f.handle_hash);
+            }
+        }
+        for k in invitations {
+            self.invitations.remove(&k);
         }
     }
 }

@@ -71,6 +71,37 @@ pub enum Write {
         /// The precondition.
         expect: Expect,
     },
+    /// Delete a user of a tenant with everything that belongs to it: the
+    /// user record, its identities (which frees every
+    /// `(issuer, issuerAssignedId)` it held) and its mail key (which frees
+    /// the address), every invitation of the tenant whose invited user it
+    /// is, and every redemption flow bound to the user or to one of those
+    /// invitations.
+    ///
+    /// `expect` must be [`Expect::Version`]: the version the caller read.
+    /// A user that is absent, of another tenant or at another version is a
+    /// [`StoreError::Conflict`] (record `user`); a deletion that expects
+    /// [`Expect::Absent`] means nothing and the batch is refused
+    /// ([`WriteBatch::check`]).
+    ///
+    /// Within a batch the user's mail key and identities are released
+    /// before any user of the batch claims its own (as an update releases
+    /// them), so a batch may delete a user and hand its address or
+    /// identities to another. Its invitations and flows are removed after
+    /// every other write of the batch, so nothing the batch writes for the
+    /// user is left behind either. Sign-up flows are not removed: one that
+    /// holds the user (a sign-in at the access gate, a completed sign-up)
+    /// reads it again at its next step and ends there. Passcode counters
+    /// belong to the address, not to the user, and stay (a lockout outlives
+    /// the user, as it outlives codes).
+    DeleteUser {
+        /// The user's tenant.
+        tenant_id: String,
+        /// The user's id.
+        id: Id,
+        /// The precondition: the version the caller read.
+        expect: Expect,
+    },
 }
 
 impl Write {
@@ -83,6 +114,7 @@ impl Write {
                 tenant_id, record, ..
             } => ("throttle", format!("{tenant_id}/{}", record.address_key)),
             Write::Flow { record, .. } => ("flow", record.id.to_string()),
+            Write::DeleteUser { id, .. } => ("user", id.to_string()),
         }
     }
 
@@ -92,7 +124,8 @@ impl Write {
             Write::User { expect, .. }
             | Write::Invitation { expect, .. }
             | Write::Throttle { expect, .. }
-            | Write::Flow { expect, .. } => *expect,
+            | Write::Flow { expect, .. }
+            | Write::DeleteUser { expect, .. } => *expect,
         }
     }
 }
@@ -137,8 +170,10 @@ impl WriteBatch {
         self.writes.is_empty()
     }
 
-    /// Checks that no record is written twice in the batch (adapters call
-    /// this first; a batch that names a record twice is a bug in the caller).
+    /// Checks that no record is written twice in the batch (a batch that
+    /// names a record twice is a bug in the caller). A deletion and a write
+    /// of one user name it twice. Adapters call [`check`](Self::check),
+    /// which includes this.
     ///
     /// # Errors
     ///
@@ -150,6 +185,49 @@ impl WriteBatch {
             if !seen.insert(key.clone()) {
                 return Err(StoreError::Backend {
                     message: format!("batch writes {} `{}` twice", key.0, key.1),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The checks every adapter makes before it looks at stored records:
+    /// [`check_distinct`](Self::check_distinct), and that every
+    /// [`Write::DeleteUser`] names the version it read. Both refusals are
+    /// bugs in the caller, so nothing of the batch is applied.
+    ///
+    /// ```
+    /// use guestpass::directory::{Expect, Write, WriteBatch};
+    /// use guestpass::error::StoreError;
+    /// use guestpass::id::Id;
+    ///
+    /// let delete = |expect| Write::DeleteUser { tenant_id: "contoso".into(), id: Id::from_bytes([7; 16]), expect };
+    /// assert_eq!(WriteBatch::new().with(delete(Expect::Version(3))).check(), Ok(()));
+    /// let e = WriteBatch::new().with(delete(Expect::Absent)).check().unwrap_err();
+    /// assert!(matches!(e, StoreError::Backend { .. }));
+    /// assert_eq!(
+    ///     e.to_string(),
+    ///     "directory store failed: batch deletes user `07070707-0707-0707-0707-070707070707` \
+    ///      expecting it absent; a deletion names the version it read"
+    /// );
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Backend`] naming the record.
+    pub fn check(&self) -> Result<(), StoreError> {
+        self.check_distinct()?;
+        for w in &self.writes {
+            if let Write::DeleteUser {
+                id,
+                expect: Expect::Absent,
+                ..
+            } = w
+            {
+                return Err(StoreError::Backend {
+                    message: format!(
+                        "batch deletes user `{id}` expecting it absent; a deletion names the version it read"
+                    ),
                 });
             }
         }

@@ -144,15 +144,15 @@ fn paths() -> Value {
         },
         "delete": {
             "operationId": "users.delete",
-            "summary": "Delete a user (not supported yet)",
+            "summary": "Delete a user",
             "description": format!(
-                "Deleting users is not supported yet: after the token and the id are checked, the answer is \
-                 `405` with Graph's error body. {}",
+                "Deletes the user with its identities, invitations and redemption flows; its address and \
+                 identities are free at once for a new user. {}",
                 scope_note(Operation::DeleteUser)
             ),
             "tags": ["users"],
             "security": security(Operation::DeleteUser),
-            "responses": responses(("405", reference("responses", "BadRequest")), &[])
+            "responses": responses(("204", json!({"description": "Deleted"})), &[("409", "Conflict")])
         }
     });
     json!({

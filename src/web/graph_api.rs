@@ -11,15 +11,20 @@
 //!   [`AdminTokenIssuer::authorize`](crate::graph::auth::AdminTokenIssuer::authorize)
 //!   split around the parse. `201 Created` with the invitation and
 //!   `Location: <root>/invitations/<id>`.
-//! - `PATCH /v1.0/users/{id}`: reads the versioned record from the store,
-//!   applies the [`UserPatch`] and writes it back only if the version is
-//!   unchanged (409 `Request_Conflict` otherwise); 404 for an id of no user
-//!   of this tenant; `204 No Content`. The service's audit sink is not
-//!   reachable from here, so the change is not audited yet.
-//! - `DELETE /v1.0/users/{id}`: after the token and the id are checked,
-//!   405 `Request_BadRequest` with `Allow: GET, PATCH`: the service cannot
-//!   delete a user (with its invitations, flows and identities) in one
-//!   conditional batch yet, and this layer does not invent a store write.
+//! - `PATCH /v1.0/users/{id}`: parses the [`UserPatch`] and calls
+//!   [`GuestPass::update_user`](crate::GuestPass::update_user) as the
+//!   token's administrator
+//!   ([`AdminPrincipal::inviter`](crate::graph::auth::AdminPrincipal::inviter)),
+//!   which writes only if the user's version is unchanged since it was read
+//!   (409 `Request_Conflict` otherwise) and audits the properties changed;
+//!   404 for an id of no user of this tenant; `204 No Content`.
+//! - `DELETE /v1.0/users/{id}`: calls
+//!   [`GuestPass::delete_user`](crate::GuestPass::delete_user) as the
+//!   token's administrator, which removes the user with its identities,
+//!   invitations and redemption flows in one conditional write and audits
+//!   it; `204 No Content` as Graph answers; 404 `Request_ResourceNotFound`
+//!   for an id of no user of this tenant; 409 `Request_Conflict` when the
+//!   user changed meanwhile.
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -33,7 +38,6 @@ use serde_json::Value;
 
 use super::Shared;
 use super::api_error::{ApiError, graph_context};
-use crate::directory::{Expect, Write, WriteBatch};
 use crate::graph::auth::Operation;
 use crate::graph::odata::{EntityQuery, UsersQuery, user_entity};
 use crate::graph::users::UserPatch;
@@ -41,7 +45,6 @@ use crate::graph::{
     GraphError, api_root, invitations, openapi, parse_object_id, quote, require_json_content_type,
 };
 use crate::id::Id;
-use crate::{Error, GuestPass};
 
 type ApiResult = Result<Response, ApiError>;
 
@@ -157,57 +160,31 @@ async fn patch_user(
     path: Result<Path<String>, PathRejection>,
     body: Body,
 ) -> ApiResult {
-    s.config
+    let principal = s
+        .config
         .admin_tokens
         .authorize(&headers, Operation::UpdateUser, s.now())?;
     let id = object_id(path)?;
     require_json_content_type(content_type(&headers))?;
     let bytes = read_body(&headers, body, s.config.user_patch_body_limit).await?;
     let patch = UserPatch::parse(&bytes)?;
-    update_user(&s.gp, id, &patch).await?;
+    s.gp.update_user(&principal.inviter(), id, &patch).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// Applies `patch` to the user `id` of the service's tenant with one
-/// conditional write.
-async fn update_user(gp: &GuestPass, id: Id, patch: &UserPatch) -> Result<(), Error> {
-    let store = gp.store();
-    let current = store
-        .user(gp.config().tenant_id(), id)
-        .await?
-        .ok_or(Error::NotFound { what: "user" })?;
-    if patch.is_empty() {
-        return Ok(());
-    }
-    let mut record = current.value;
-    patch.apply(&mut record.user);
-    let batch = WriteBatch::new().with(Write::User {
-        record,
-        expect: Expect::Version(current.version),
-    });
-    store.commit(batch).await?;
-    Ok(())
-}
-
-/// `DELETE /v1.0/users/{id}`: not supported yet (see the module docs).
+/// `DELETE /v1.0/users/{id}`.
 async fn delete_user(
     State(s): State<Shared>,
     headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
 ) -> ApiResult {
-    s.config
+    let principal = s
+        .config
         .admin_tokens
         .authorize(&headers, Operation::DeleteUser, s.now())?;
-    object_id(path)?;
-    let mut res = ApiError(GraphError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        crate::graph::error::codes::BAD_REQUEST,
-        "deleting users is not supported yet",
-    ))
-    .into_response();
-    res.headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static("GET, PATCH"));
-    Ok(res)
+    let id = object_id(path)?;
+    s.gp.delete_user(&principal.inviter(), id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// A known path asked with a method it does not support.

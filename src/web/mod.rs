@@ -9,7 +9,7 @@
 //! | `GET /v1.0/users` | list users (`$filter`, `$select`, `$top`, `$skiptoken`) |
 //! | `GET /v1.0/users/{id}` | read a user (`$select`) |
 //! | `PATCH /v1.0/users/{id}` | change a user's writable properties |
-//! | `DELETE /v1.0/users/{id}` | refused with 405 for now (the service cannot delete users yet) |
+//! | `DELETE /v1.0/users/{id}` | delete a user with its identities, invitations and redemption flows (`204 No Content`) |
 //! | any other `/v1.0/...` | Graph's 404 error body |
 //! | `GET /openapi.json` | the OpenAPI document of the admin API ([`crate::graph::openapi::document`]) |
 //! | `GET /.well-known/jwks.json` | the public keys of completion tokens, when token keys are configured |

@@ -47,9 +47,26 @@
 //!    (`user mail` or `identity`). Because all releases come first, swaps and
 //!    move-and-reclaim within one batch commit, as in the memory store.
 //!
+//! 3. Last, the invitations and redemption flows of every user the batch
+//!    deletes are removed (see below).
+//!
 //! A batch that writes a single user sets its mail key in the user's own
 //! statement instead (there is no swap to order), which spares a second
 //! update of the row.
+//!
+//! A user deletion ([`Write::DeleteUser`]) is, among the preconditions,
+//! `DELETE FROM users WHERE id AND tenant_id = $t AND version = $n` (zero
+//! rows is a conflict), which frees the user's mail key and, by
+//! `ON DELETE CASCADE` (and an explicit delete after it), its identity
+//! rows; it counts as a user of the batch, so the claims of the batch's
+//! other users follow it. After the claims come two deletes that find the
+//! user's records by the ids their JSON holds: the tenant's redemption
+//! flows bound to the user (`redemption.userId`) or to one of its
+//! invitations (`redemption.invitationId`), then the tenant's invitations
+//! whose `invitation.invitedUser.id` is the user. They scan the tenant's
+//! rows (no index covers those paths): deletion is an administrator's
+//! operation, not a sign-in's. No foreign key ties invitations or flows to
+//! users, so the schema needs no migration for it.
 //!
 //! PostgreSQL runs the whole plan in one round trip: the statements are
 //! sent as one JSON batch to the function `guestpass.commit_batch`
@@ -58,7 +75,11 @@
 //! calling statement's transaction and raises SQLSTATE `GP001` for a failed
 //! precondition, naming the failing statement by index in every error's
 //! detail. While a fault-injection hook is installed the plan runs
-//! statement by statement instead, so the hook runs between statements.
+//! statement by statement instead, so the hook runs between statements; so
+//! does a plan that deletes a user, whose statements the function of
+//! migration 0004 does not know (a transaction of its own, with
+//! `READ COMMITTED`: a racer's conditional `UPDATE` or `DELETE` of the
+//! user waits for it and then matches no row).
 //!
 //! Any error rolls the transaction back: nothing of the batch is visible.
 //! PostgreSQL re-evaluates an `UPDATE`'s `WHERE` after a concurrent writer
@@ -551,6 +572,32 @@ const FLOW_UPDATE: Statement = Statement {
      version = version + 1 WHERE id = $1 AND tenant_id = $2 AND handle_hash = $3 AND version = $8",
 };
 
+/// A user deletion's precondition: `$1` id, `$2` tenant, `$3` the
+/// expected version. Removing the row frees its mail key; its identity
+/// rows go with it (`ON DELETE CASCADE`, and [`USER_RELEASE_IDENTITIES`]
+/// runs after it as well).
+const USER_DELETE: Statement = Statement {
+    op: "user_delete",
+    sql: "DELETE FROM users WHERE id = $1 AND tenant_id = $2 AND version = $3",
+};
+/// The redemption flows of a deleted user: bound to it, or to one of its
+/// invitations (run before those go). `$1` user id, `$2` tenant.
+const USER_DELETE_FLOWS: Statement = Statement {
+    op: "user_delete_flows",
+    sql: "DELETE FROM flows WHERE tenant_id = $2 AND ((data -> 'redemption' ->> 'userId') = $1 \
+     OR (data -> 'redemption' ->> 'invitationId') IN (SELECT id FROM invitations \
+     WHERE tenant_id = $2 AND (data -> 'invitation' -> 'invitedUser' ->> 'id') = $1))",
+};
+/// The invitations of a deleted user. `$1` user id, `$2` tenant.
+const USER_DELETE_INVITATIONS: Statement = Statement {
+    op: "user_delete_invitations",
+    sql: "DELETE FROM invitations WHERE tenant_id = $2 \
+     AND (data -> 'invitation' -> 'invitedUser' ->> 'id') = $1",
+};
+/// The statements `guestpass.commit_batch` (migration 0004) does not know:
+/// a plan holding one runs statement by statement in a transaction.
+const UNBATCHED: [Statement; 3] = [USER_DELETE, USER_DELETE_FLOWS, USER_DELETE_INVITATIONS];
+
 const SELECT_USER: &str = "SELECT version, data FROM users WHERE id = $1 AND tenant_id = $2";
 const SELECT_USER_BY_MAIL: &str = "SELECT version, data FROM users WHERE tenant_id = $1 AND mail_key = $2";
 const SELECT_USER_BY_IDENTITY: &str = "SELECT u.version, u.data FROM user_identities i \
@@ -799,10 +846,14 @@ fn plan(batch: WriteBatch) -> Result<Vec<Stmt>, StoreError> {
     use Arg::{Int, Json, OptInt, OptText, Text};
     let mut preconditions = Vec::new();
     let mut claims = Vec::new();
+    // The removals of deleted users' invitations and flows: last of all.
+    let mut removals = Vec::new();
+    // A deletion releases a mail key another user of the batch may claim,
+    // so it counts as a user here: the claims then follow every release.
     let users = batch
         .writes()
         .iter()
-        .filter(|w| matches!(w, Write::User { .. }))
+        .filter(|w| matches!(w, Write::User { .. } | Write::DeleteUser { .. }))
         .count();
     let single_user = users == 1;
     for w in batch.into_writes() {
@@ -863,6 +914,12 @@ fn plan(batch: WriteBatch) -> Result<Vec<Stmt>, StoreError> {
                     Json(to_json(record, &key, &t)?),
                 ],
             ),
+            Write::DeleteUser { tenant_id, id, .. } => {
+                let (now, last) = deletion(&tenant_id, id, expect)?;
+                preconditions.extend(now);
+                removals.extend(last);
+                continue;
+            }
             Write::Flow { record: f, .. } => {
                 let handle = f.handle_hash.to_hex();
                 unique = Some(("flow handle", handle.clone()));
@@ -886,7 +943,41 @@ fn plan(batch: WriteBatch) -> Result<Vec<Stmt>, StoreError> {
         preconditions.extend(release);
     }
     preconditions.extend(claims);
+    preconditions.extend(removals);
     Ok(preconditions)
+}
+
+/// The statements of a user's deletion: its conditional delete and the
+/// release of its identities, which run among the preconditions, and the
+/// removal of its redemption flows and invitations, which run last.
+fn deletion(tenant_id: &str, id: Id, expect: Expect) -> Result<(Vec<Stmt>, Vec<Stmt>), StoreError> {
+    let (record, key) = ("user", id.to_string());
+    let Expect::Version(n) = expect else {
+        // `WriteBatch::check` refused it already.
+        return Err(StoreError::Backend {
+            message: format!("batch deletes user `{key}` expecting it absent"),
+        });
+    };
+    // No stored version exceeds i64::MAX, so such a deletion cannot match.
+    let n = i64::try_from(n).map_err(|_| StoreError::Conflict {
+        record,
+        key: key.clone(),
+    })?;
+    let ids = || vec![Arg::Text(key.clone()), Arg::Text(tenant_id.to_owned())];
+    let mut delete = plain(USER_DELETE, ids(), record, &key);
+    delete.args.push(Arg::Int(n));
+    delete.must_affect = true;
+    let release = plain(
+        USER_RELEASE_IDENTITIES,
+        vec![Arg::Text(key.clone())],
+        record,
+        &key,
+    );
+    let removals = vec![
+        plain(USER_DELETE_FLOWS, ids(), record, &key),
+        plain(USER_DELETE_INVITATIONS, ids(), record, &key),
+    ];
+    Ok((vec![delete, release], removals))
 }
 
 /// The statements by which a written user claims its identities and, with
@@ -1242,12 +1333,13 @@ impl SqlCore {
     }
 
     pub(crate) async fn commit(&self, batch: WriteBatch) -> Result<(), StoreError> {
-        batch.check_distinct()?;
+        batch.check()?;
         let mut plan = plan(batch)?;
         if plan.is_empty() {
             return Ok(());
         }
-        if let (Some(call), None) = (self.batch, &self.hook) {
+        let batched = plan.iter().all(|s| !UNBATCHED.contains(&s.statement));
+        if let (Some(call), None, true) = (self.batch, &self.hook, batched) {
             let json = batch_json(&mut plan)?;
             return match self.backend.execute(call.sql, &[Arg::Json(json)]).await {
                 Ok(_) => Ok(()),
@@ -1422,7 +1514,8 @@ mod tests {
         );
     }
 
-    /// Every write statement, for the checks below.
+    /// Every write statement `guestpass.commit_batch` runs, for the checks
+    /// below (the others are [`UNBATCHED`]).
     const STATEMENTS: [Statement; 13] = [
         USER_INSERT,
         USER_UPDATE,
@@ -1451,6 +1544,65 @@ mod tests {
                 s.op
             );
         }
+    }
+
+    #[test]
+    fn deletions_run_outside_commit_batch() {
+        let function = include_str!("../../../migrations/postgres/0004_redemption_flows.sql");
+        for s in UNBATCHED {
+            assert!(!STATEMENTS.contains(&s));
+            assert!(
+                !function.contains(&format!("WHEN '{}' THEN", s.op)),
+                "commit_batch knows `{}`: batch it",
+                s.op
+            );
+        }
+    }
+
+    #[test]
+    fn a_deletion_releases_first_and_removes_last() {
+        let delete = Write::DeleteUser {
+            tenant_id: "t1".into(),
+            id: Id::from_bytes([1; 16]),
+            expect: Expect::Version(3),
+        };
+        let plan = plan(
+            WriteBatch::new()
+                .with(Write::User {
+                    record: user(2, "a"),
+                    expect: Expect::Absent,
+                })
+                .with(delete.clone()),
+        )
+        .unwrap();
+        let steps: Vec<(Statement, bool)> = plan.iter().map(|s| (s.statement, s.must_affect)).collect();
+        assert_eq!(
+            steps,
+            [
+                (USER_INSERT, true),
+                (USER_DELETE, true),
+                (USER_RELEASE_IDENTITIES, false),
+                (USER_CLAIM_MAIL, true),
+                (IDENTITY_INSERT, false),
+                (USER_DELETE_FLOWS, false),
+                (USER_DELETE_INVITATIONS, false)
+            ]
+        );
+        let args: Vec<String> = plan[1].args.iter().map(|a| format!("{a:?}")).collect();
+        assert_eq!(args.last().map(String::as_str), Some("Int(3)"));
+
+        let absent = WriteBatch::new().with(Write::DeleteUser {
+            tenant_id: "t1".into(),
+            id: Id::from_bytes([1; 16]),
+            expect: Expect::Absent,
+        });
+        assert!(matches!(super::plan(absent), Err(StoreError::Backend { .. })));
+        let huge = WriteBatch::new().with(Write::DeleteUser {
+            tenant_id: "t1".into(),
+            id: Id::from_bytes([1; 16]),
+            expect: Expect::Version(u64::MAX),
+        });
+        assert!(matches!(super::plan(huge), Err(StoreError::Conflict { .. })));
     }
 
     fn flow(awaiting: bool) -> FlowRecord {

@@ -66,6 +66,10 @@
 //! `--quick` (for CI) sets `--invitations 100 --seconds 1 --warmup 0.2`;
 //! flags after it override those.
 
+#[path = "support/figures.rs"]
+mod figures;
+
+use figures::{per_second, percentile, random_hex};
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -1174,31 +1178,9 @@ async fn scrape_csrf(
 // ---------------------------------------------------------------------------
 // Figures.
 
-fn random_hex(bytes: usize) -> Res<String> {
-    let mut buf = vec![0u8; bytes];
-    SystemRandom::new().fill(&mut buf)?;
-    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
-}
-
-fn per_second(n: usize, d: Duration) -> f64 {
-    if d.is_zero() {
-        0.0
-    } else {
-        n as f64 / d.as_secs_f64()
-    }
-}
-
-/// The nearest-rank `p`-th percentile of sorted durations.
-fn percentile(sorted: &[Duration], p: usize) -> Option<Duration> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = (sorted.len() * p).div_ceil(100).max(1);
-    sorted.get(rank - 1).copied()
-}
-
+/// [`figures::ms`] with this report's precision.
 fn ms(d: Option<Duration>) -> String {
-    d.map_or_else(|| "-".to_owned(), |d| format!("{:.3} ms", d.as_secs_f64() * 1e3))
+    figures::ms(d, 3)
 }
 
 fn print_table(opts: &Options, rows: &[Row]) {

@@ -593,7 +593,8 @@ async fn the_whole_journey_through_forms_to_a_signed_in_host_page() {
         done.body
     );
     assert!(
-        done.body.contains("<button type=\"submit\">Continue</button>"),
+        done.body
+            .contains("<button id=\"continue\" type=\"submit\">Continue</button>"),
         "{}",
         done.body
     );

@@ -39,6 +39,14 @@
 //! | `submitStepUpCode` | `code` |
 //! | `answerTerms` | `decision`: `accept` or `decline` |
 //!
+//! Inputs and buttons have stable `id`s for tests that drive a browser:
+//! inputs `email`, `code`, `m-email` / `m-app` (step-up method) and
+//! `f-<attribute name>` (`f-<attribute name>-<n>` for the n-th choice);
+//! buttons `provider-<provider>`, `submit-email`,
+//! `verify-passcode`, `resend-passcode`, `submit-attributes`, `resume`,
+//! `choose-method`, `verify-code`, `accept-terms`, `decline-terms` and, on
+//! the completion page, `continue`.
+//!
 //! A step that succeeds answers `303` to `/signup/step` (Post/Redirect/Get).
 //! A refused one shows its page again at once with the error next to its
 //! field: a wrong code (`401`), an attribute form with errors (`400`, the

@@ -1596,6 +1596,19 @@ mod tests {
     }
 
     #[test]
+    fn numbers_parse_exactly_and_survive_a_round_trip() {
+        // The nearest double to the text, so the value the app receives
+        // prints back as the connector sent it.
+        let body = r#"{"version":"1.0.0","action":"Continue","n":3.777777777777778e+100}"#;
+        let ConnectorOutcome::Continue { claims } = parse(200, body) else {
+            panic!("expected continue");
+        };
+        assert_eq!(claims["n"].as_f64(), Some(3.777777777777778e100));
+        let again = format!(r#"{{"version":"1.0.0","action":"Continue","n":{}}}"#, claims["n"]);
+        assert_eq!(parse(200, &again), ConnectorOutcome::Continue { claims });
+    }
+
+    #[test]
     fn target_url_rules() {
         assert!(config("https://api.example.com/check?code=abc").is_ok());
         assert!(config("http://localhost:8080/check").is_ok());

@@ -28,6 +28,6 @@ pub mod web;
 pub use error::Error;
 pub use invitation::{ConsentDecision, Finished, InvitationRequest, Inviter, RedemptionStep};
 pub use service::{
-    Completion, FEDERATION_CALLBACK_PATH, FlowAction, FlowPage, FlowStarted, FlowStep, FormField, GuestPass,
-    GuestPassBuilder, PendingSignUp, SignUpRequest,
+    COMPLETION_DELIVERY_WINDOW, Completion, FEDERATION_CALLBACK_PATH, FlowAction, FlowPage, FlowStarted,
+    FlowStep, FormField, GuestPass, GuestPassBuilder, PendingSignUp, SignUpRequest,
 };

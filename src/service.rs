@@ -72,7 +72,8 @@ mod directory_view;
 mod signup;
 
 pub use signup::{
-    Completion, FlowAction, FlowPage, FlowStarted, FlowStep, FormField, PendingSignUp, SignUpRequest,
+    COMPLETION_DELIVERY_WINDOW, Completion, FlowAction, FlowPage, FlowStarted, FlowStep, FormField,
+    PendingSignUp, SignUpRequest,
 };
 
 /// A stable object id for a tenant id: the first 16 bytes of

@@ -1272,6 +1272,8 @@ async fn the_strictest_sign_in_frequency_becomes_the_session_lifetime() {
     assert_eq!(done.session_lifetime, Some(Duration::hours(4)));
     // No grant control: one factor.
     let token = verify_token(&h, &done);
+    // Four hours is longer than a completion token lives: it keeps its hour.
+    assert_eq!(token.expires_at - token.issued_at, Duration::hours(1));
     assert_eq!(token.amr, ["otp"]);
     assert_eq!(token.acr.as_deref(), Some(ACR_SINGLE_FACTOR));
     let reports = access_reports(&h);
@@ -1280,6 +1282,28 @@ async fn the_strictest_sign_in_frequency_becomes_the_session_lifetime() {
         reports[0].decision.contains("sign in again after 4 hours"),
         "{:?}",
         reports[0].decision
+    );
+}
+
+/// "Every time": the completion token, and so a session an application
+/// keeps only as long as its token, lasts just the delivery window.
+#[tokio::test]
+async fn a_sign_in_frequency_of_every_time_cuts_the_token_to_the_delivery_window() {
+    let h = signup_access_harness(|b| {
+        b.conditional_access(policy_set(&[policy(
+            "Sign in every time",
+            "enabled",
+            &guests_on(r#""All""#),
+            r#""sessionControls": {"signInFrequency": {"frequencyInterval": "everyTime", "isEnabled": true}}"#,
+        )]))
+    });
+    let (_, page) = sign_up_to_gate(&h, ADA).await;
+    let done = completed(page);
+    assert_eq!(done.session_lifetime, Some(Duration::ZERO));
+    let token = verify_token(&h, &done);
+    assert_eq!(
+        token.expires_at - token.issued_at,
+        guestpass::COMPLETION_DELIVERY_WINDOW
     );
 }
 

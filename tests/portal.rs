@@ -491,6 +491,86 @@ async fn resend_revoke_and_reset() {
 }
 
 #[tokio::test]
+async fn delete_asks_first_then_removes_the_user_and_its_link() {
+    let mut p = Portal::new().await;
+    let csrf = p.sign_in().await;
+    let res = p
+        .post(
+            "/admin/invite",
+            &[("csrf", &csrf), ("email", "cy@fabrikam.example")],
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+    let cy = p
+        .users()
+        .await
+        .iter()
+        .find(|u| {
+            u.mail
+                .as_ref()
+                .is_some_and(|m| m.to_string() == "cy@fabrikam.example")
+        })
+        .unwrap()
+        .id;
+    let link = p.outbox().messages()[0]
+        .link_starting_with(BASE)
+        .unwrap()
+        .to_owned();
+    let before = p.users().await.len();
+
+    // The first press only asks; nothing is gone yet.
+    let ask = p
+        .post(&format!("/admin/users/{cy}/delete"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(ask.status, StatusCode::OK, "{}", ask.body);
+    assert!(ask.body.contains("cy@fabrikam.example"), "{}", ask.body);
+    assert!(
+        ask.body.contains("name=\"confirm\" value=\"yes\""),
+        "{}",
+        ask.body
+    );
+    assert_eq!(p.users().await.len(), before);
+
+    // A forged token with the confirmation deletes nothing either.
+    let forged = p
+        .post(
+            &format!("/admin/users/{cy}/delete"),
+            &[("csrf", "forged"), ("confirm", "yes")],
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    assert_eq!(p.users().await.len(), before);
+
+    let done = p
+        .post(
+            &format!("/admin/users/{cy}/delete"),
+            &[("csrf", &csrf), ("confirm", "yes")],
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    assert!(p.users().await.iter().all(|u| u.id != cy));
+    let page = p.get("/admin?done=delete").await;
+    assert!(page.body.contains("The user was deleted."), "{}", page.body);
+    assert!(
+        !page.body.contains(&format!("data-user=\"{cy}\"")),
+        "{}",
+        page.body
+    );
+
+    // The invitation link of the deleted user no longer redeems, and a
+    // second delete names the missing user.
+    let old = p.get(link.strip_prefix(ORIGIN).unwrap()).await;
+    assert!(old.status.is_client_error(), "{}", old.status);
+    let again = p
+        .post(
+            &format!("/admin/users/{cy}/delete"),
+            &[("csrf", &csrf), ("confirm", "yes")],
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND, "{}", again.body);
+}
+
+#[tokio::test]
 async fn settings_that_do_not_build_are_refused_and_the_old_ones_stay() {
     let mut p = Portal::new().await;
     let csrf = p.sign_in().await;
@@ -595,6 +675,62 @@ async fn what_if_explains_the_payroll_mfa_policy() {
 }
 
 #[tokio::test]
+async fn signing_out_ends_the_session_and_its_cookie_cannot_change_anything() {
+    let mut p = Portal::new().await;
+    let csrf = p.sign_in().await;
+    let cookie = p.cookies["__Host-gp-admin"].clone();
+
+    // The page session is no Graph API token, and the API token is no
+    // page session.
+    let api = |token: &str| {
+        Request::builder()
+            .method(Method::GET)
+            .uri("/v1.0/users")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    let read = p.send(api(&cookie)).await;
+    assert_eq!(read.status, StatusCode::UNAUTHORIZED, "{}", read.body);
+    assert!(read.body.contains("InvalidAuthenticationToken"), "{}", read.body);
+    let api_token = p.prepared.api_token.expose().to_owned();
+    assert_eq!(p.send(api(&api_token)).await.status, StatusCode::OK);
+    let mut with_api_token = p.cookies.clone();
+    with_api_token.insert("__Host-gp-admin".to_owned(), api_token);
+    std::mem::swap(&mut p.cookies, &mut with_api_token);
+    assert_eq!(p.get("/admin").await.status, StatusCode::UNAUTHORIZED);
+    std::mem::swap(&mut p.cookies, &mut with_api_token);
+
+    let out = p.post("/admin/sign-out", &[("csrf", &csrf)]).await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER, "{}", out.body);
+    assert!(!p.cookies.contains_key("__Host-gp-admin"));
+    // A copy of the cookie kept from before opens nothing now.
+    p.cookies.insert("__Host-gp-admin".to_owned(), cookie.clone());
+    assert_eq!(p.get("/admin").await.status, StatusCode::UNAUTHORIZED);
+    let res = p
+        .post(
+            "/admin/invite",
+            &[("csrf", &csrf), ("email", "ada@fabrikam.example")],
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+    assert!(p.outbox().messages().is_empty());
+
+    // Another sign-in is a new session, unaffected.
+    p.cookies.clear();
+    let link = p
+        .prepared
+        .portal
+        .admin
+        .new_link(&url::Url::parse(BASE).unwrap())
+        .unwrap();
+    p.prepared.admin_link = link;
+    let fresh = p.sign_in().await;
+    assert_ne!(fresh, csrf);
+    assert_ne!(p.cookies["__Host-gp-admin"], cookie);
+}
+
+#[tokio::test]
 async fn the_api_token_works_on_the_graph_api() {
     let mut p = Portal::new().await;
     let token = p.prepared.api_token.expose().to_owned();
@@ -653,4 +789,18 @@ fn options_parse_and_refuse_with_names() {
     assert!(parse(&["--listen", "here"]).unwrap_err().contains("--listen"));
     assert!(parse(&["--bogus"]).unwrap_err().contains("--bogus"));
     assert!(parse(&["--smtp"]).unwrap_err().contains("needs a value"));
+
+    // The dev mailbox is never served where others can reach it.
+    let open = parse(&["--listen", "0.0.0.0:8080"]).unwrap_err();
+    assert!(
+        open.contains("--listen 0.0.0.0:8080") && open.contains("--smtp"),
+        "{open}"
+    );
+    let proxied = parse(&["--base-url", "https://portal.contoso.example/"]).unwrap_err();
+    assert!(proxied.contains("--base-url"), "{proxied}");
+    assert!(parse(&["--base-url", "http://localhost:8080/"]).is_ok());
+    let o = parse(&["--listen", "0.0.0.0:8080", "--smtp", "127.0.0.1:2525"])
+        .unwrap()
+        .unwrap();
+    assert_eq!(o.mail, app::MailChoice::Smtp("127.0.0.1:2525".to_owned()));
 }

@@ -316,3 +316,23 @@ async fn the_store_at_rest_holds_no_secret() {
     // The session is found by the handle's hash, not the handle.
     assert_eq!(session.value.handle_hash, Digest::sha256(s.handle.as_bytes()));
 }
+
+#[test]
+fn debug_of_flow_actions_shows_no_form_token_passcode_or_typed_detail() {
+    use guestpass::FlowAction;
+    use guestpass::secret::SecretString;
+    let body = b"csrf_token=Zm9ybS10b2tlbi1zZWNyZXQ&givenName=Adaline&action=continue".to_vec();
+    let shown = format!("{:?}", FlowAction::SubmitAttributes(body.clone()));
+    assert_eq!(shown, format!("SubmitAttributes(<{} bytes>)", body.len()));
+    for action in [
+        FlowAction::SubmitPasscode(SecretString::new("73914265".to_owned())),
+        FlowAction::SubmitStepUpCode(SecretString::new("73914265".to_owned())),
+    ] {
+        let shown = format!("{action:?}");
+        assert!(!shown.contains("73914265"), "{shown}");
+    }
+    assert_eq!(
+        format!("{:?}", FlowAction::ChooseProvider("emailOtp".to_owned())),
+        "ChooseProvider(\"emailOtp\")"
+    );
+}

@@ -24,6 +24,7 @@ use guestpass::web::{self, WebConfig};
 use guestpass::{FlowStep, GuestPass};
 use time::Duration;
 use tower::ServiceExt as _;
+use url::Url;
 
 const BASE: &str = "https://guests.contoso.example/";
 const ORIGIN: &str = "https://guests.contoso.example";
@@ -243,9 +244,14 @@ impl Fixture {
     }
 
     async fn get(&self, jar: &mut Jar, path: &str, lang: Option<&str>) -> Answer {
+        let lang = lang.map(|l| ("accept-language", l));
+        self.get_with(jar, path, lang.as_slice()).await
+    }
+
+    async fn get_with(&self, jar: &mut Jar, path: &str, headers: &[(&str, &str)]) -> Answer {
         let mut b = Request::builder().method(Method::GET).uri(path);
-        if let Some(l) = lang {
-            b = b.header(header::ACCEPT_LANGUAGE, l);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
         }
         self.send(jar, b, Body::empty()).await
     }
@@ -941,6 +947,85 @@ async fn redirect_uris_are_never_followed_before_they_are_checked() {
             .sign_in_path("/signup"),
         Err(SessionError::InvalidPath { .. })
     ));
+}
+
+/// The `state` of a `/sign-in` answer's redirect.
+fn state_of(start: &Answer) -> String {
+    let to = Url::parse(start.location()).unwrap();
+    to.query_pairs()
+        .find(|(k, _)| k == "state")
+        .map(|(_, v)| v.into_owned())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn other_sites_cannot_start_or_spoil_a_sign_in() {
+    let f = fixture();
+    let mut jar = Jar::default();
+    let first = f.get(&mut jar, "/sign-in", None).await;
+    assert_eq!(first.status, StatusCode::SEE_OTHER, "{}", first.body);
+    let cookie = jar.get("gp-signin").unwrap().to_owned();
+
+    // Starting again (a second tab, a second click) keeps the sign-in
+    // under way: the same state and nonce go to guestpass.
+    let again = f.get(&mut jar, "/sign-in", None).await;
+    assert_eq!(again.status, StatusCode::SEE_OTHER);
+    assert_eq!(state_of(&again), state_of(&first));
+    assert_eq!(jar.get("gp-signin").unwrap(), cookie);
+
+    // Another site's image, frame or script starts nothing and sets no
+    // cookie, neither at the application nor at guestpass.
+    let embedded: [&[(&str, &str)]; 3] = [
+        &[
+            ("sec-fetch-site", "cross-site"),
+            ("sec-fetch-mode", "no-cors"),
+            ("sec-fetch-dest", "image"),
+        ],
+        &[
+            ("sec-fetch-site", "cross-site"),
+            ("sec-fetch-mode", "navigate"),
+            ("sec-fetch-dest", "iframe"),
+        ],
+        &[
+            ("sec-fetch-site", "same-site"),
+            ("sec-fetch-mode", "cors"),
+            ("sec-fetch-dest", "empty"),
+        ],
+    ];
+    // Starting again sends no new cookie: the values keep their expiry.
+    assert!(again.set_cookies().is_empty(), "{:?}", again.set_cookies());
+
+    let signup = local(first.location()).to_owned();
+    let started = f.get(&mut jar, &signup, None).await;
+    assert_eq!(started.status, StatusCode::SEE_OTHER, "{}", started.body);
+    let flow = jar.get("gp-flow").unwrap().to_owned();
+    for headers in embedded {
+        for path in ["/sign-in", signup.as_str()] {
+            let res = f.get_with(&mut jar, path, headers).await;
+            assert_eq!(res.status, StatusCode::FORBIDDEN, "{path} {headers:?}");
+            assert!(res.set_cookies().is_empty(), "{path} {headers:?}");
+            assert!(res.body.contains("role=\"alert\""), "{path}");
+        }
+    }
+    // The browser's sign-in and flow are as they were.
+    assert_eq!(jar.get("gp-signin").unwrap(), cookie);
+    assert_eq!(jar.get("gp-flow").unwrap(), flow);
+    assert!(matches!(f.step_of(&jar).await, FlowStep::EnterEmail { .. }));
+
+    // A link another site's page shows still works: it is a navigation.
+    let navigated = f
+        .get_with(
+            &mut jar,
+            &signup,
+            &[
+                ("sec-fetch-site", "cross-site"),
+                ("sec-fetch-mode", "navigate"),
+                ("sec-fetch-dest", "document"),
+            ],
+        )
+        .await;
+    assert_eq!(navigated.status, StatusCode::SEE_OTHER, "{}", navigated.body);
+    assert_ne!(jar.get("gp-flow").unwrap(), flow);
 }
 
 #[tokio::test]

@@ -119,7 +119,11 @@ pub struct FlowStarted {
 }
 
 /// What the person does on a page, as posted by the browser.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// `Debug` leaves out what was typed in the attribute form (it holds the
+/// form's `csrf_token` and the person's details) and shows its length
+/// only; passcodes and codes are redacted by [`SecretString`].
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum FlowAction {
     /// Picks an identity provider by its name (`emailOtp`, or a federated
@@ -143,6 +147,22 @@ pub enum FlowAction {
     SubmitStepUpCode(SecretString),
     /// Answers terms of use a conditional access policy requires.
     AnswerTerms(bool),
+}
+
+impl std::fmt::Debug for FlowAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::ChooseProvider(p) => f.debug_tuple("ChooseProvider").field(p).finish(),
+            Self::SubmitEmail(e) => f.debug_tuple("SubmitEmail").field(e).finish(),
+            Self::ResendPasscode => f.write_str("ResendPasscode"),
+            Self::SubmitPasscode(c) => f.debug_tuple("SubmitPasscode").field(c).finish(),
+            Self::SubmitAttributes(body) => write!(f, "SubmitAttributes(<{} bytes>)", body.len()),
+            Self::Resume => f.write_str("Resume"),
+            Self::ChooseStepUp(m) => f.debug_tuple("ChooseStepUp").field(m).finish(),
+            Self::SubmitStepUpCode(c) => f.debug_tuple("SubmitStepUpCode").field(c).finish(),
+            Self::AnswerTerms(yes) => f.debug_tuple("AnswerTerms").field(yes).finish(),
+        }
+    }
 }
 
 /// One field of the attribute form, ready to render.
@@ -187,6 +207,24 @@ pub struct Completion {
     /// access policies that applied (zero: for this sign-in only); `None`
     /// when no policy set one.
     pub session_lifetime: Option<time::Duration>,
+}
+
+/// The shortest lifetime of a completion token: long enough for the
+/// browser to carry it to the application and the application to verify
+/// it, also under a sign-in frequency of "every time".
+pub const COMPLETION_DELIVERY_WINDOW: time::Duration = time::Duration::minutes(5);
+
+/// The lifetime of a completion token: [`token::DEFAULT_TOKEN_LIFETIME`],
+/// cut to the sign-in frequency of the conditional access policies that
+/// applied, but never below [`COMPLETION_DELIVERY_WINDOW`]. An application
+/// that keeps its session only as long as the token (as
+/// [`AppSession`](crate::web::session::AppSession) does) so signs the person
+/// in again as often as the policies ask.
+pub(crate) fn completion_token_lifetime(session_lifetime: Option<time::Duration>) -> time::Duration {
+    match session_lifetime {
+        Some(d) => d.clamp(COMPLETION_DELIVERY_WINDOW, token::DEFAULT_TOKEN_LIFETIME),
+        None => token::DEFAULT_TOKEN_LIFETIME,
+    }
 }
 
 /// The page a flow is on.
@@ -1343,7 +1381,7 @@ impl GuestPass {
             acr: Some(assurance.acr.clone()),
             nonce: record.nonce.clone(),
             token_id: token::new_token_id(self.inner.rng.as_ref()).map_err(token_error)?,
-            lifetime: token::DEFAULT_TOKEN_LIFETIME,
+            lifetime: completion_token_lifetime(assurance.session_lifetime),
         };
         let id_token = token::issue(keys, &claims, self.now()).map_err(token_error)?;
         Ok(Completion {

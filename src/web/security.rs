@@ -155,11 +155,51 @@ pub fn origin_allowed(headers: &HeaderMap, expected: &url::Origin) -> bool {
     expected.is_tuple() && origin.as_bytes() == expected.ascii_serialization().as_bytes()
 }
 
+/// Whether a `GET` that starts something (a sign-up flow, an application's
+/// sign-in) is a page the person navigated to, by the `Sec-Fetch-*`
+/// headers browsers send: `false` for an image, script, frame or `fetch`
+/// another origin's page made (`Sec-Fetch-Mode` other than `navigate`, or
+/// `Sec-Fetch-Dest` other than `document`, from a site other than this
+/// origin). Such a request would start a flow the person never sees, or
+/// replace the one they are in the middle of. Requests without any of the
+/// headers (older browsers, programs) are taken as navigations; with some,
+/// `Sec-Fetch-Site: same-origin`, or both `Sec-Fetch-Mode: navigate` and
+/// `Sec-Fetch-Dest: document`, must be among them.
+///
+/// ```
+/// use axum::http::{HeaderMap, HeaderValue};
+/// use guestpass::web::security::is_navigation;
+///
+/// let mut h = HeaderMap::new();
+/// assert!(is_navigation(&h));
+/// h.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
+/// h.insert("sec-fetch-mode", HeaderValue::from_static("no-cors"));
+/// h.insert("sec-fetch-dest", HeaderValue::from_static("image"));
+/// assert!(!is_navigation(&h));
+/// h.insert("sec-fetch-mode", HeaderValue::from_static("navigate"));
+/// h.insert("sec-fetch-dest", HeaderValue::from_static("document"));
+/// assert!(is_navigation(&h));
+/// ```
+pub fn is_navigation(headers: &HeaderMap) -> bool {
+    const NAMES: [&str; 3] = ["sec-fetch-site", "sec-fetch-mode", "sec-fetch-dest"];
+    if NAMES.iter().all(|n| !headers.contains_key(*n)) {
+        return true;
+    }
+    // Each header once, with exactly the value browsers send.
+    let is = |name: &str, expected: &[u8]| {
+        let mut all = headers.get_all(name).iter();
+        matches!((all.next(), all.next()), (Some(v), None) if v.as_bytes() == expected)
+    };
+    is("sec-fetch-site", b"same-origin")
+        || (is("sec-fetch-mode", b"navigate") && is("sec-fetch-dest", b"document"))
+}
+
 /// [`set_headers`] on a response, for `axum::middleware::map_response`;
 /// a [`FormActionOrigin`] in the response's extensions is added to
-/// `form-action`.
+/// `form-action`. The extension stays, so a router nested in another that
+/// also applies the headers keeps the origin.
 pub async fn apply(mut response: Response) -> Response {
-    let extra = response.extensions_mut().remove::<FormActionOrigin>();
+    let extra = response.extensions().get::<FormActionOrigin>().cloned();
     set_headers_with(response.headers_mut(), extra.as_ref());
     response
 }
@@ -222,6 +262,53 @@ mod tests {
         }
     }
 
+    #[test]
+    fn navigation_needs_all_its_headers_once_sent() {
+        let with = |pairs: &[(&'static str, &'static str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.append(*k, HeaderValue::from_static(v));
+            }
+            is_navigation(&h)
+        };
+        assert!(with(&[]));
+        assert!(with(&[
+            ("sec-fetch-site", "same-origin"),
+            ("sec-fetch-dest", "image")
+        ]));
+        assert!(with(&[
+            ("sec-fetch-site", "cross-site"),
+            ("sec-fetch-mode", "navigate"),
+            ("sec-fetch-dest", "document"),
+        ]));
+        assert!(with(&[
+            ("sec-fetch-mode", "navigate"),
+            ("sec-fetch-dest", "document")
+        ]));
+        // Some headers but not the ones a navigation has.
+        assert!(!with(&[
+            ("sec-fetch-mode", "no-cors"),
+            ("sec-fetch-dest", "image")
+        ]));
+        assert!(!with(&[("sec-fetch-site", "cross-site")]));
+        assert!(!with(&[("sec-fetch-dest", "document")]));
+        assert!(!with(&[
+            ("sec-fetch-site", "same-site"),
+            ("sec-fetch-mode", "navigate")
+        ]));
+        assert!(!with(&[
+            ("sec-fetch-site", "cross-site"),
+            ("sec-fetch-mode", "navigate"),
+            ("sec-fetch-dest", "iframe"),
+        ]));
+        // Twice, or in another spelling, is not what a browser sends.
+        assert!(!with(&[
+            ("sec-fetch-site", "same-origin"),
+            ("sec-fetch-site", "same-origin")
+        ]));
+        assert!(!with(&[("sec-fetch-site", "Same-Origin")]));
+    }
+
     #[tokio::test]
     async fn apply_reads_the_extension_and_replaces_a_handler_policy() {
         let mut res = Response::new(axum::body::Body::empty());
@@ -232,10 +319,15 @@ mod tests {
         res.extensions_mut()
             .insert(FormActionOrigin::of(&Url::parse("https://app.example/").unwrap()).unwrap());
         let res = apply(res).await;
-        let csp = res.headers()[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+        let csp = res.headers()[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap()
+            .to_owned();
         assert!(csp.starts_with("default-src 'none';"), "{csp}");
         assert!(csp.contains("form-action 'self' https://app.example;"), "{csp}");
-        assert!(res.extensions().get::<FormActionOrigin>().is_none());
+        // Applied again, as by an outer router, the origin is kept.
+        let again = apply(res).await;
+        assert_eq!(again.headers()[header::CONTENT_SECURITY_POLICY], csp.as_str());
         let plain = apply(Response::new(axum::body::Body::empty())).await;
         assert_eq!(
             plain.headers()[header::CONTENT_SECURITY_POLICY],

@@ -8,7 +8,7 @@
 //!
 //! | route | what |
 //! |---|---|
-//! | `GET /sign-in` ([`DEFAULT_SIGN_IN_PATH`]) | new random `state` and `nonce` in `__Host-gp-signin`, `303` to guestpass's `/signup?client_id=…&redirect_uri=…&state=…&nonce=…` |
+//! | `GET /sign-in` ([`DEFAULT_SIGN_IN_PATH`]) | new random `state` and `nonce` in `__Host-gp-signin` (while one is under way, its own, the cookie not sent again), `303` to guestpass's `/signup?client_id=…&redirect_uri=…&state=…&nonce=…`; `403` for another site's image, frame or script ([`is_navigation`](super::security::is_navigation)) |
 //! | `POST <the redirect URI's path>` | the completion (`id_token`, `state`): checks both, sets `__Host-gp-session`, `303` to the landing path |
 //! | `POST /sign-out` ([`DEFAULT_SIGN_OUT_PATH`]) | with the session's `csrf_token`: clears the session, `303` to `/` |
 //!
@@ -40,7 +40,10 @@
 //!   `state`. Every other cookie stays `SameSite=Lax`.
 //! - The session cookie holds the completion token and lives as long as
 //!   the token does (`Max-Age` = its remaining lifetime); after that the
-//!   person signs in again. Signing out clears it; there is no other
+//!   person signs in again. The token's lifetime already follows the
+//!   conditional access policies' sign-in frequency (see
+//!   [`COMPLETION_DELIVERY_WINDOW`](crate::COMPLETION_DELIVERY_WINDOW)), so
+//!   the session does too. Signing out clears it; there is no other
 //!   guestpass session to end.
 //! - The sign-in route takes no return address (an open redirect): after
 //!   the callback the browser always goes to the landing path. It accepts
@@ -145,7 +148,7 @@ use url::Url;
 
 use super::cookies::{self, CookieError};
 use super::pages::{MAX_FORM_BYTES, language, see_other};
-use super::security::origin_allowed;
+use super::security::{self, origin_allowed};
 use super::signup_pages::{message_page, text};
 use crate::GuestPass;
 use crate::clock::{Clock, SystemClock};
@@ -329,6 +332,15 @@ fn check_route(setting: &'static str, path: &str) -> Result<(), SessionError> {
 fn random_value(rng: &dyn SecureRandom) -> Option<String> {
     let bytes = crate::random::bytes::<32>(rng).ok()?;
     Some(URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// Whether `value` could be one of [`random_value`]'s: 43 URL-safe base64
+/// characters.
+fn is_random_value(value: &str) -> bool {
+    value.len() == 43
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// The sign-out token of the session whose cookie holds `token`.
@@ -639,10 +651,18 @@ impl Inner {
     }
 }
 
-/// `GET /sign-in`: a new `state` and `nonce`, and to guestpass.
+/// `GET /sign-in`: a new `state` and `nonce` (or those of the sign-in
+/// under way), and to guestpass.
 async fn sign_in(State(s): State<AppSession>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
     let lang = language(&headers);
     let i = &s.inner;
+    if !security::is_navigation(&headers) {
+        return i.refused(
+            StatusCode::FORBIDDEN,
+            lang,
+            "(a sign-in starts only when the page is opened, not from another site's image, frame or script)",
+        );
+    }
     let mut ui_locales = None;
     for (k, v) in url::form_urlencoded::parse(query.as_deref().unwrap_or_default().as_bytes()) {
         if k == "ui_locales" && ui_locales.is_none() {
@@ -652,12 +672,28 @@ async fn sign_in(State(s): State<AppSession>, headers: HeaderMap, RawQuery(query
             return i.refused(StatusCode::BAD_REQUEST, lang, &detail);
         }
     }
-    let (Some(state), Some(nonce)) = (random_value(i.random.as_ref()), random_value(i.random.as_ref()))
-    else {
-        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-    };
-    let Ok(cookie) = cross_site_cookie(SIGN_IN_COOKIE, &format!("{state}.{nonce}"), i.state_lifetime) else {
-        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    // A sign-in already under way in this browser (another tab, a second
+    // click) keeps its state and nonce, so starting again never spoils it.
+    let under_way = cookies::read(&headers, SIGN_IN_COOKIE)
+        .and_then(|v| v.split_once('.'))
+        .filter(|(state, nonce)| is_random_value(state) && is_random_value(nonce))
+        .map(|(state, nonce)| (state.to_owned(), nonce.to_owned()));
+    // Its cookie is not sent again: the values keep the expiry they were
+    // given, so starting over and over never makes them live longer.
+    let (state, nonce, cookie) = match under_way {
+        Some((state, nonce)) => (state, nonce, None),
+        None => {
+            let (Some(state), Some(nonce)) =
+                (random_value(i.random.as_ref()), random_value(i.random.as_ref()))
+            else {
+                return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+            };
+            let Ok(cookie) = cross_site_cookie(SIGN_IN_COOKIE, &format!("{state}.{nonce}"), i.state_lifetime)
+            else {
+                return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+            };
+            (state, nonce, Some(cookie))
+        }
     };
     let mut url = i.sign_up_url.clone();
     {
@@ -672,7 +708,9 @@ async fn sign_in(State(s): State<AppSession>, headers: HeaderMap, RawQuery(query
         }
     }
     let mut res = see_other(url.as_str());
-    res.headers_mut().append(header::SET_COOKIE, cookie);
+    if let Some(cookie) = cookie {
+        res.headers_mut().append(header::SET_COOKIE, cookie);
+    }
     res
 }
 

@@ -25,6 +25,11 @@
 //! identity provider it is chosen at once: the first page asks for the
 //! address, or the browser goes straight to the federated provider.
 //!
+//! A flow starts only when the page is opened: a request another site's
+//! image, frame or script makes (by its `Sec-Fetch-*` headers, see
+//! [`is_navigation`](super::security::is_navigation)) gets a `403` page,
+//! creates no flow and leaves the browser's flow cookie alone.
+//!
 //! # The form endpoint
 //!
 //! | `action` | fields |
@@ -90,7 +95,7 @@ use serde::Serialize;
 use time::Duration;
 
 use super::pages::{MAX_FORM_BYTES, language, link, origin_ok, preferred_language, see_other};
-use super::security::FormActionOrigin;
+use super::security::{self, FormActionOrigin};
 use super::{Shared, cookies};
 use crate::error::PasscodeError;
 use crate::flow::access::{SignInContext, StepUpMethod, StepUpPage};
@@ -679,6 +684,14 @@ async fn start(
     ext: Extensions,
     RawQuery(query): RawQuery,
 ) -> Response {
+    if !security::is_navigation(&headers) {
+        return message(
+            StatusCode::FORBIDDEN,
+            language(&headers),
+            "(a sign-up starts only when the page is opened, not from another site's image, frame or script)",
+            true,
+        );
+    }
     let params = match StartParams::parse(query.as_deref().unwrap_or_default()) {
         Ok(p) => p,
         Err(reason) => return message(StatusCode::BAD_REQUEST, language(&headers), &reason, true),

@@ -7,15 +7,18 @@
 //! The printed link (`/admin/sign-in?code=…`) opens a page with one button;
 //! opening it changes nothing (mail scanners and link previews fetch
 //! links). The button posts the code, which is used up, and the browser
-//! gets an admin access token (the same `at+jwt` the Graph-compatible API
-//! takes, every scope, 8 hours) in the cookie `__Host-gp-admin`. Every
-//! admin page checks that token's signature, audience and expiry.
+//! gets a random 256-bit session id in the cookie `__Host-gp-admin`. The
+//! portal keeps only the id's SHA-256 and the session's expiry (8 hours),
+//! in memory: every admin page looks the session up, signing out removes
+//! it (a copy of the cookie kept elsewhere stops working), and a restart
+//! ends every session. The cookie is no API token: the Graph-compatible
+//! API takes only the printed bearer token, and that token is no session.
 //!
 //! # Forms
 //!
 //! Every form that changes something carries `csrf`: base64url of
 //! HMAC-SHA256 under the portal's CSRF key over `portal-admin` and the
-//! session token's id, compared in constant time; a `POST` with a foreign
+//! session id's hash, compared in constant time; a `POST` with a foreign
 //! `Origin` is refused as well. Bodies are limited ([`MAX_FORM_BYTES`], the
 //! CSV upload [`bulk::MAX_CSV_BYTES`]); a larger body gets a page naming
 //! the limit.
@@ -33,7 +36,6 @@ use axum::routing::{get, post};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use guestpass::directory::{ExternalUserState, ObjectRef, User, UserType};
-use guestpass::graph::auth::AdminPrincipal;
 use guestpass::id::Id;
 use guestpass::invitation::InvitationRequest;
 use guestpass::policy::{ClientAppType, Satisfied, SignIn, UserKind};
@@ -55,9 +57,16 @@ pub const MAX_FORM_BYTES: usize = 64 * 1024;
 /// How long an admin session lasts.
 pub const SESSION_LIFETIME: time::Duration = time::Duration::hours(8);
 
-/// One-time sign-in codes (their SHA-256) and the randomness for new ones.
+/// At most this many admin sessions at once; signing in beyond it ends
+/// the oldest.
+pub const MAX_SESSIONS: usize = 64;
+
+/// One-time sign-in codes and admin sessions (both as their SHA-256), and
+/// the randomness for new ones.
 pub struct AdminAuth {
     codes: Mutex<Vec<Digest>>,
+    /// Live sessions, oldest first, with their expiry.
+    sessions: Mutex<Vec<(Digest, time::OffsetDateTime)>>,
     random: Arc<SystemRandom>,
 }
 
@@ -70,6 +79,7 @@ impl AdminAuth {
     pub fn new(base: &Url, random: Arc<SystemRandom>) -> Result<(Self, SecretString), BoxError> {
         let auth = Self {
             codes: Mutex::new(Vec::new()),
+            sessions: Mutex::new(Vec::new()),
             random,
         };
         let link = auth.new_link(base)?;
@@ -82,29 +92,75 @@ impl AdminAuth {
     ///
     /// The generator's.
     pub fn new_link(&self, base: &Url) -> Result<SecretString, BoxError> {
-        let mut code = [0u8; 32];
-        self.random.fill(&mut code)?;
-        let code = URL_SAFE_NO_PAD.encode(code);
-        self.with_codes(|codes| codes.push(Digest::sha256(code.as_bytes())));
+        let code = self.random_value()?;
+        locked(&self.codes, |codes| codes.push(Digest::sha256(code.as_bytes())));
         let mut link = base.join("admin/sign-in")?;
         link.query_pairs_mut().append_pair("code", &code);
         Ok(SecretString::new(link.to_string()))
     }
 
+    fn random_value(&self) -> Result<String, BoxError> {
+        let mut bytes = [0u8; 32];
+        self.random.fill(&mut bytes)?;
+        Ok(URL_SAFE_NO_PAD.encode(bytes))
+    }
+
+    /// Whether `code` is a valid unused one (nothing changes).
+    fn is_code(&self, code: &str) -> bool {
+        let digest = Digest::sha256(code.as_bytes());
+        locked(&self.codes, |codes| codes.iter().any(|c| c.ct_eq(&digest)))
+    }
+
     /// Uses up `code`; whether it was a valid unused one.
     fn consume(&self, code: &str) -> bool {
         let digest = Digest::sha256(code.as_bytes());
-        self.with_codes(|codes| {
+        locked(&self.codes, |codes| {
             let found = codes.iter().position(|c| c.ct_eq(&digest));
             found.map(|i| codes.swap_remove(i)).is_some()
         })
     }
 
-    fn with_codes<T>(&self, f: impl FnOnce(&mut Vec<Digest>) -> T) -> T {
-        match self.codes.lock() {
-            Ok(mut codes) => f(&mut codes),
-            Err(poisoned) => f(&mut poisoned.into_inner()),
-        }
+    /// A new session until `now` + [`SESSION_LIFETIME`]: its id for the
+    /// cookie. Expired sessions are dropped, and the oldest when there are
+    /// [`MAX_SESSIONS`].
+    fn open_session(&self, now: time::OffsetDateTime) -> Result<SecretString, BoxError> {
+        let id = self.random_value()?;
+        let digest = Digest::sha256(id.as_bytes());
+        locked(&self.sessions, |sessions| {
+            sessions.retain(|(_, expires_at)| *expires_at > now);
+            if sessions.len() >= MAX_SESSIONS {
+                sessions.remove(0);
+            }
+            sessions.push((digest, now + SESSION_LIFETIME));
+        });
+        Ok(SecretString::new(id))
+    }
+
+    /// The hash of the live session `id`, if it is one at `now`.
+    fn session(&self, id: &str, now: time::OffsetDateTime) -> Option<Digest> {
+        let digest = Digest::sha256(id.as_bytes());
+        locked(&self.sessions, |sessions| {
+            sessions
+                .iter()
+                .any(|(d, expires_at)| d.ct_eq(&digest) && *expires_at > now)
+                .then_some(digest)
+        })
+    }
+
+    /// Ends the session whose id hashes to `digest`.
+    fn close_session(&self, digest: &Digest) {
+        locked(&self.sessions, |sessions| {
+            sessions.retain(|(d, _)| !d.ct_eq(digest))
+        });
+    }
+}
+
+/// `f` on what `mutex` guards, also after a panic elsewhere poisoned it
+/// (every change here is a single push or removal).
+fn locked<T, U>(mutex: &Mutex<T>, f: impl FnOnce(&mut T) -> U) -> U {
+    match mutex.lock() {
+        Ok(mut guarded) => f(&mut guarded),
+        Err(poisoned) => f(&mut poisoned.into_inner()),
     }
 }
 
@@ -128,15 +184,16 @@ pub fn routes() -> Router<Shared> {
 
 /// A signed-in administrator, from the session cookie.
 pub struct Admin {
-    /// The token's principal.
-    pub principal: AdminPrincipal,
+    /// The SHA-256 of the session id.
+    session: Digest,
     /// The CSRF token of this session's forms.
     pub csrf: String,
 }
 
 impl Admin {
+    /// The portal's administrator.
     fn inviter(&self) -> Inviter {
-        self.principal.inviter()
+        Inviter::admin(Some(super::admin_id()))
     }
 }
 
@@ -157,10 +214,10 @@ impl IntoResponse for SignInFirst {
     }
 }
 
-fn csrf_for(portal: &Shared, token_id: &str) -> String {
+fn csrf_for(portal: &Shared, session: &Digest) -> String {
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &portal.deps.csrf_key);
     let mut msg = b"portal-admin".to_vec();
-    msg.extend_from_slice(&Digest::sha256(token_id.as_bytes()).0);
+    msg.extend_from_slice(&session.0);
     URL_SAFE_NO_PAD.encode(ring::hmac::sign(&key, &msg).as_ref())
 }
 
@@ -168,14 +225,13 @@ impl FromRequestParts<Shared> for Admin {
     type Rejection = SignInFirst;
 
     async fn from_request_parts(parts: &mut Parts, portal: &Shared) -> Result<Self, Self::Rejection> {
-        let token = cookies::read(&parts.headers, ADMIN_COOKIE).ok_or(SignInFirst)?;
-        let principal = portal
-            .deps
-            .admin_tokens
-            .verify(Some(&format!("Bearer {token}")), time::OffsetDateTime::now_utc())
-            .map_err(|_| SignInFirst)?;
-        let csrf = csrf_for(portal, &principal.token_id);
-        Ok(Self { principal, csrf })
+        let id = cookies::read(&parts.headers, ADMIN_COOKIE).ok_or(SignInFirst)?;
+        let session = portal
+            .admin
+            .session(id, time::OffsetDateTime::now_utc())
+            .ok_or(SignInFirst)?;
+        let csrf = csrf_for(portal, &session);
+        Ok(Self { session, csrf })
     }
 }
 
@@ -278,28 +334,35 @@ async fn sign_in(
         Ok(f) => f,
         Err(r) => return form_rejected(&portal, &r, MAX_FORM_BYTES),
     };
-    if !origin_ok(&portal, &headers) || !portal.admin.consume(&form.code) {
-        return page::message(
+    let refused = || {
+        page::message(
             &portal,
             StatusCode::FORBIDDEN,
             "Sign-in refused",
             "This sign-in link is not valid or was used already. Restart the portal for a new one.",
-        );
-    }
-    let now = time::OffsetDateTime::now_utc();
-    let token = match portal.deps.admin_tokens.issue(
-        super::admin_id(),
-        &super::all_scopes(),
-        SESSION_LIFETIME,
-        now,
-        portal.deps.random.as_ref(),
-    ) {
-        Ok(t) => t,
-        Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        )
     };
-    let Ok(cookie) = cookies::set_cookie(ADMIN_COOKIE, token.expose(), Some(SESSION_LIFETIME)) else {
+    if !origin_ok(&portal, &headers) || !portal.admin.is_code(&form.code) {
+        return refused();
+    }
+    // The session and its cookie are made before the code is used up, so
+    // a failure here leaves the link working; of two posts of one code,
+    // only the one that uses it up gets its cookie.
+    let Ok(session) = portal.admin.open_session(time::OffsetDateTime::now_utc()) else {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
+    let Ok(cookie) = cookies::set_cookie(ADMIN_COOKIE, session.expose(), Some(SESSION_LIFETIME)) else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    if !portal.admin.consume(&form.code) {
+        if let Some(digest) = portal
+            .admin
+            .session(session.expose(), time::OffsetDateTime::now_utc())
+        {
+            portal.admin.close_session(&digest);
+        }
+        return refused();
+    }
     let mut res = see_other(&portal, "admin");
     res.headers_mut().append(header::SET_COOKIE, cookie);
     res
@@ -309,6 +372,9 @@ async fn sign_in(
 struct CsrfForm {
     #[serde(default)]
     csrf: String,
+    /// `yes` once the administrator confirmed a destructive action.
+    #[serde(default)]
+    confirm: String,
 }
 
 /// `POST /admin/sign-out`.
@@ -324,6 +390,8 @@ async fn sign_out(
     let Ok(cookie) = cookies::clear_cookie(ADMIN_COOKIE) else {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
+    // A copy of the cookie kept elsewhere stops working too.
+    portal.admin.close_session(&admin.session);
     let mut res = see_other(&portal, "");
     res.headers_mut().append(header::SET_COOKIE, cookie);
     res
@@ -341,6 +409,7 @@ fn notice_text(done: &str) -> Option<&'static str> {
         "resend" => "The invitation was sent again.",
         "revoke" => "The invitation was revoked.",
         "reset" => "The redemption was reset; a new invitation was sent.",
+        "delete" => "The user was deleted.",
         "settings" => "The settings were saved and are in force.",
         _ => return None,
     })
@@ -624,9 +693,10 @@ async fn user_action(
     Path((id, action)): Path<(String, String)>,
     form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Response {
-    if let Err(refused) = checked(&portal, &admin, &headers, form, MAX_FORM_BYTES) {
-        return *refused;
-    }
+    let form = match checked(&portal, &admin, &headers, form, MAX_FORM_BYTES) {
+        Ok(form) => form,
+        Err(refused) => return *refused,
+    };
     let Ok(id) = id.parse::<Id>() else {
         return page::message(
             &portal,
@@ -641,18 +711,35 @@ async fn user_action(
         "resend" => gp.resend(&inviter, id).await.map(drop),
         "revoke" => gp.revoke(&inviter, id).await,
         "reset" => reset(&portal, &gp, &inviter, id).await,
+        "delete" if form.confirm != "yes" => return confirm_delete(&portal, &admin, &gp, id).await,
+        "delete" => gp.delete_user(&inviter, id).await,
         _ => {
             return page::message(
                 &portal,
                 StatusCode::NOT_FOUND,
                 "Unknown action",
-                "The action must be resend, revoke or reset.",
+                "The action must be resend, revoke, reset or delete.",
             );
         }
     };
     match result {
         Ok(()) => see_other(&portal, &format!("admin?done={action}")),
         Err(e) => page::message(&portal, e.status(), "The action failed", &e.to_string()),
+    }
+}
+
+/// The page that asks before a user is deleted: deleting removes the
+/// user, its identities and its pending invitation for good, so the first
+/// press of the button only shows what would go.
+async fn confirm_delete(portal: &Shared, admin: &Admin, gp: &guestpass::GuestPass, id: Id) -> Response {
+    match gp.user(id).await {
+        Ok(user) => page::render(
+            portal,
+            StatusCode::OK,
+            "admin_confirm.html",
+            context! { csrf => admin.csrf.clone(), user => user_row(&user) },
+        ),
+        Err(e) => page::message(portal, e.status(), "The action failed", &e.to_string()),
     }
 }
 

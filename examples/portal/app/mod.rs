@@ -166,7 +166,46 @@ usage: cargo run --features demo --example portal -- [options]
         if data_dir_set && !database_set {
             options.database = Database::Sqlite(options.data_dir.join("directory.sqlite3"));
         }
+        options.check()?;
         Ok(Some(options))
+    }
+
+    /// Refuses combinations that would expose the dev mailbox.
+    ///
+    /// The mailbox page shows every mail the portal sent, sign-in links and
+    /// one-time passcodes included, to whoever can open it, so it is only
+    /// served on a loopback address and under a loopback base URL. A portal
+    /// that others reach sends its mail with `--smtp`.
+    ///
+    /// # Errors
+    ///
+    /// A message naming `--listen` or `--base-url` and the way out.
+    pub fn check(&self) -> Result<(), String> {
+        if self.mail != MailChoice::Outbox {
+            return Ok(());
+        }
+        if !self.listen.ip().is_loopback() {
+            return Err(format!(
+                "`--listen {}` is not a loopback address, and the dev mailbox would show every sign-in \
+                 link and passcode to whoever reaches it: listen on 127.0.0.1 or send mail with --smtp",
+                self.listen
+            ));
+        }
+        if let Some(base) = &self.base_url {
+            let loopback = match base.host() {
+                Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                None => false,
+            };
+            if !loopback {
+                return Err(format!(
+                    "`--base-url {base}` is not a loopback address, and the dev mailbox would show every \
+                     sign-in link and passcode to whoever reaches it: send mail with --smtp"
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -361,8 +400,10 @@ pub struct Prepared {
 ///
 /// # Errors
 ///
-/// An address that cannot be bound, or what [`prepare`] refuses.
+/// An address that cannot be bound, options [`Options::check`] refuses, or
+/// what [`prepare`] refuses.
 pub async fn start(options: Options) -> Result<Running, BoxError> {
+    options.check()?;
     let listener = TcpListener::bind(options.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", options.listen))?;

@@ -17,6 +17,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("terms.html", include_str!("templates/terms.html")),
     ("admin_sign_in.html", include_str!("templates/admin_sign_in.html")),
     ("admin_users.html", include_str!("templates/admin_users.html")),
+    ("admin_confirm.html", include_str!("templates/admin_confirm.html")),
     (
         "admin_settings.html",
         include_str!("templates/admin_settings.html"),

@@ -164,8 +164,19 @@ pub(crate) fn check_domain(domain: &str) -> Result<String, ConfigError> {
 }
 
 /// Whether `url`'s host is the loopback interface: `localhost`, an address
-/// in `127.0.0.0/8`, or `::1`.
-pub(crate) fn is_loopback(url: &Url) -> bool {
+/// in `127.0.0.0/8`, or `::1`. Such hosts are the only ones a URL of the
+/// configuration may reach over plain `http`.
+///
+/// ```
+/// use guestpass::config::is_loopback;
+/// use url::Url;
+///
+/// assert!(is_loopback(&Url::parse("http://127.0.0.1:8080/")?));
+/// assert!(is_loopback(&Url::parse("http://LocalHost/")?));
+/// assert!(!is_loopback(&Url::parse("https://guests.contoso.example/")?));
+/// # Ok::<(), url::ParseError>(())
+/// ```
+pub fn is_loopback(url: &Url) -> bool {
     match url.host() {
         Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),

@@ -191,6 +191,16 @@ impl Portal {
     async fn users(&self) -> Vec<guestpass::directory::User> {
         self.gp().users().await.unwrap()
     }
+
+    /// The id of the user whose mail is `mail`.
+    async fn id_of(&self, mail: &str) -> guestpass::id::Id {
+        self.users()
+            .await
+            .iter()
+            .find(|u| u.mail.as_ref().is_some_and(|m| m.to_string() == mail))
+            .unwrap_or_else(|| panic!("no user with mail {mail}"))
+            .id
+    }
 }
 
 #[tokio::test]
@@ -431,17 +441,8 @@ async fn resend_revoke_and_reset() {
             .await;
         assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
     }
-    let users = p.users().await;
-    let ada = users
-        .iter()
-        .find(|u| u.mail.as_ref().unwrap().to_string() == "ada@fabrikam.example")
-        .unwrap()
-        .id;
-    let bob = users
-        .iter()
-        .find(|u| u.mail.as_ref().unwrap().to_string() == "bob@fabrikam.example")
-        .unwrap()
-        .id;
+    let ada = p.id_of("ada@fabrikam.example").await;
+    let bob = p.id_of("bob@fabrikam.example").await;
 
     let sent = p.outbox().messages().len();
     let res = p
@@ -501,17 +502,7 @@ async fn delete_asks_first_then_removes_the_user_and_its_link() {
         )
         .await;
     assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
-    let cy = p
-        .users()
-        .await
-        .iter()
-        .find(|u| {
-            u.mail
-                .as_ref()
-                .is_some_and(|m| m.to_string() == "cy@fabrikam.example")
-        })
-        .unwrap()
-        .id;
+    let cy = p.id_of("cy@fabrikam.example").await;
     let link = p.outbox().messages()[0]
         .link_starting_with(BASE)
         .unwrap()

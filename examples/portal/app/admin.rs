@@ -121,9 +121,9 @@ impl AdminAuth {
     }
 
     /// A new session until `now` + [`SESSION_LIFETIME`]: its id for the
-    /// cookie. Expired sessions are dropped, and the oldest when there are
-    /// [`MAX_SESSIONS`].
-    fn open_session(&self, now: time::OffsetDateTime) -> Result<SecretString, BoxError> {
+    /// cookie, and the id's hash. Expired sessions are dropped, and the
+    /// oldest when there are [`MAX_SESSIONS`].
+    fn open_session(&self, now: time::OffsetDateTime) -> Result<(SecretString, Digest), BoxError> {
         let id = self.random_value()?;
         let digest = Digest::sha256(id.as_bytes());
         locked(&self.sessions, |sessions| {
@@ -133,7 +133,7 @@ impl AdminAuth {
             }
             sessions.push((digest, now + SESSION_LIFETIME));
         });
-        Ok(SecretString::new(id))
+        Ok((SecretString::new(id), digest))
     }
 
     /// The hash of the live session `id`, if it is one at `now`.
@@ -348,19 +348,14 @@ async fn sign_in(
     // The session and its cookie are made before the code is used up, so
     // a failure here leaves the link working; of two posts of one code,
     // only the one that uses it up gets its cookie.
-    let Ok(session) = portal.admin.open_session(time::OffsetDateTime::now_utc()) else {
+    let Ok((session, digest)) = portal.admin.open_session(time::OffsetDateTime::now_utc()) else {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
     let Ok(cookie) = cookies::set_cookie(ADMIN_COOKIE, session.expose(), Some(SESSION_LIFETIME)) else {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
     if !portal.admin.consume(&form.code) {
-        if let Some(digest) = portal
-            .admin
-            .session(session.expose(), time::OffsetDateTime::now_utc())
-        {
-            portal.admin.close_session(&digest);
-        }
+        portal.admin.close_session(&digest);
         return refused();
     }
     let mut res = see_other(&portal, "admin");

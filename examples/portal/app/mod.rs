@@ -191,21 +191,13 @@ usage: cargo run --features demo --example portal -- [options]
                 self.listen
             ));
         }
-        if let Some(base) = &self.base_url {
-            let loopback = match base.host() {
-                Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-                None => false,
-            };
-            if !loopback {
-                return Err(format!(
-                    "`--base-url {base}` is not a loopback address, and the dev mailbox would show every \
-                     sign-in link and passcode to whoever reaches it: send mail with --smtp"
-                ));
-            }
+        match &self.base_url {
+            Some(base) if !guestpass::config::is_loopback(base) => Err(format!(
+                "`--base-url {base}` is not a loopback address, and the dev mailbox would show every \
+                 sign-in link and passcode to whoever reaches it: send mail with --smtp"
+            )),
+            _ => Ok(()),
         }
-        Ok(())
     }
 }
 

@@ -619,3 +619,25 @@ async fn lockouts_are_per_tenant() {
         passcode(PasscodeError::AddressLocked)
     );
 }
+
+/// The first passcode of a redemption needs no read of the address's
+/// counters of its own: the redemption's joined read of the invitation and
+/// its user already found that there are none. A resend finds them in the
+/// flow's joined read. (The memory store composes each joined read from the
+/// single reads, one counter read apiece, so every read counted here is
+/// part of a joined read.) Both still count: the counters are written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passcode_counters_come_with_the_redemption_reads() {
+    let h = Harness::racy(|b| b.passcode_policy(permissive_policy()));
+    let front = h.yielding.clone().unwrap();
+    let (_, handle, _) = h.invite_and_start(ALICE).await;
+    assert_eq!(
+        front.throttle_reads(),
+        1,
+        "the first send read the counters again"
+    );
+    let sent = h.throttle(ALICE).await.unwrap();
+    resend_to_alice(&h, &handle).await;
+    assert_eq!(front.throttle_reads(), 2, "the resend read the counters again");
+    assert!(h.throttle(ALICE).await.unwrap().version > sent.version);
+}

@@ -8,6 +8,7 @@
 
 use base64::Engine as _;
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use guestpass::audit::{AuditEvent, AuditKind, MemoryAudit};
@@ -288,6 +289,8 @@ pub struct Harness {
     pub audit: Arc<MemoryAudit>,
     /// Its clock.
     pub clock: Arc<FixedClock>,
+    /// The store in front of `store` in a [`Harness::racy`] harness.
+    pub yielding: Option<Arc<YieldingStore>>,
     tracked: Mutex<Tracked>,
 }
 
@@ -370,15 +373,16 @@ impl Harness {
         let outbox = Arc::new(Outbox::new());
         let audit = Arc::new(MemoryAudit::new());
         let clock = Arc::new(FixedClock::new(T0));
-        let front: Arc<dyn DirectoryStore> = if racy {
-            Arc::new(YieldingStore(store.clone()))
-        } else {
-            store.clone()
+        let yielding = racy.then(|| Arc::new(YieldingStore(store.clone(), AtomicUsize::new(0))));
+        let front: Arc<dyn DirectoryStore> = match &yielding {
+            Some(y) => y.clone(),
+            None => store.clone(),
         };
         let gp = f(builder_with_store(front, &outbox, &audit, &clock, SEED)).build()?;
         Ok(Self {
             gp,
             store,
+            yielding,
             outbox,
             audit,
             clock,
@@ -845,9 +849,17 @@ where
 /// A store that lets other tasks run before every read and write it
 /// forwards to a [`MemoryStore`]: under a multi-threaded runtime, racing
 /// calls then really interleave between what they read and what they
-/// commit, so only the store's compare-and-set keeps them apart.
+/// commit, so only the store's compare-and-set keeps them apart. It also
+/// counts the separate reads of address counters the service makes.
 #[derive(Debug)]
-pub struct YieldingStore(pub Arc<MemoryStore>);
+pub struct YieldingStore(pub Arc<MemoryStore>, pub AtomicUsize);
+
+impl YieldingStore {
+    /// How many times [`DirectoryStore::throttle`] was called.
+    pub fn throttle_reads(&self) -> usize {
+        self.1.load(Ordering::SeqCst)
+    }
+}
 
 #[async_trait::async_trait]
 impl DirectoryStore for YieldingStore {
@@ -891,6 +903,7 @@ impl DirectoryStore for YieldingStore {
         address_key: &str,
     ) -> Result<Option<Versioned<AddressThrottle>>, StoreError> {
         tokio::task::yield_now().await;
+        self.1.fetch_add(1, Ordering::SeqCst);
         self.0.throttle(tenant_id, address_key).await
     }
 
